@@ -1,0 +1,52 @@
+# comfykit developer commands. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install comfyui demo test lint typecheck docs unit integration bench unasync clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev,docs,server]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Build (or reuse) the cached local CPU ComfyUI with its random-weight checkpoint.
+comfyui: $(STAMP)
+	$(BIN)/python -m comfykit.testing setup
+
+## The main job: generate an image (starts a local CPU ComfyUI when COMFYUI_URL is unset).
+demo: $(STAMP)
+	$(BIN)/python examples/quickstart.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts bench examples
+	$(BIN)/python scripts/unasync.py --check
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+integration: comfyui
+	$(BIN)/pytest tests/integration
+
+## Everything: environments, lint, types, docs, unit and integration tests.
+test: comfyui lint typecheck docs
+	$(BIN)/pytest
+
+bench: comfyui
+	$(BIN)/python bench/bench_client.py
+
+unasync: $(STAMP)
+	$(BIN)/python scripts/unasync.py
+
+clean:
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

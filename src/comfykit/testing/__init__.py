@@ -1,0 +1,33 @@
+"""A real ComfyUI for tests, demos and benchmarks.
+
+``comfykit.testing`` builds (once, cached) a self-contained ComfyUI 0.3.75 installation with its own
+virtualenv and a random-weight SD1.5 checkpoint, and starts it on the CPU::
+
+    from comfykit.testing import ComfyUIServer
+
+    with ComfyUIServer() as server:
+        print(server.url)   # http://127.0.0.1:<free port>
+
+For pytest, add ``pytest_plugins = ["comfykit.testing.pytest_plugin"]`` to your ``conftest.py`` to
+get the ``comfyui_server`` / ``comfyui_url`` fixtures and the ``--comfyui-url`` option.
+"""
+
+from comfykit.testing._env import (
+    CHECKPOINT_NAME,
+    COMFYUI_VERSION,
+    ComfyUIEnv,
+    default_cache_dir,
+    ensure_comfyui_env,
+)
+from comfykit.testing._server import ComfyUIServer, ComfyUIStartError, free_port
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "COMFYUI_VERSION",
+    "ComfyUIEnv",
+    "ComfyUIServer",
+    "ComfyUIStartError",
+    "default_cache_dir",
+    "ensure_comfyui_env",
+    "free_port",
+]
