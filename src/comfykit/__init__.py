@@ -1,5 +1,126 @@
-"""comfykit: the typed Python SDK for ComfyUI."""
+"""comfykit: the typed Python SDK for ComfyUI.
 
+``AsyncComfyClient`` and ``ComfyClient`` (its blocking twin) cover every ComfyUI route and
+WebSocket event; ``submit()`` returns a job whose ``result()`` holds the outputs.
+"""
+
+from comfykit._async.client import AsyncComfyClient
+from comfykit._async.jobs import AsyncJob
+from comfykit._async.results import AsyncOutputFile, AsyncResult
+from comfykit._config import DEFAULT_TIMEOUT, DEFAULT_URL, NOT_GIVEN, NotGiven
+from comfykit._exceptions import (
+    APIStatusError,
+    ComfyConnectionError,
+    ComfyError,
+    ComfyTimeoutError,
+    ExecutionError,
+    InputError,
+    JobError,
+    JobInterrupted,
+    JobLost,
+    NodeValidationError,
+    NotFoundError,
+    PromptValidationError,
+    ServerError,
+    WorkflowError,
+    WorkflowProblem,
+)
+from comfykit._protocol.events import (
+    Event,
+    Executed,
+    Executing,
+    ExecutionCached,
+    ExecutionErrorEvent,
+    ExecutionInterrupted,
+    ExecutionStart,
+    ExecutionSuccess,
+    FeatureFlags,
+    Logs,
+    NodeProgress,
+    PreviewImage,
+    Progress,
+    ProgressState,
+    ProgressText,
+    Status,
+    UnknownBinary,
+    UnknownEvent,
+)
+from comfykit._protocol.tracker import JobStatus
+from comfykit._sync.client import ComfyClient
+from comfykit._sync.jobs import Job
+from comfykit._sync.results import OutputFile, Result
+from comfykit._types import (
+    DeviceInfo,
+    Features,
+    FileRef,
+    HistoryEntry,
+    HistoryStatus,
+    PromptResponse,
+    QueueItem,
+    QueueState,
+    SystemInfo,
+    SystemStats,
+    UploadedFile,
+)
 from comfykit._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_URL",
+    "NOT_GIVEN",
+    "APIStatusError",
+    "AsyncComfyClient",
+    "AsyncJob",
+    "AsyncOutputFile",
+    "AsyncResult",
+    "ComfyClient",
+    "ComfyConnectionError",
+    "ComfyError",
+    "ComfyTimeoutError",
+    "DeviceInfo",
+    "Event",
+    "Executed",
+    "Executing",
+    "ExecutionCached",
+    "ExecutionError",
+    "ExecutionErrorEvent",
+    "ExecutionInterrupted",
+    "ExecutionStart",
+    "ExecutionSuccess",
+    "FeatureFlags",
+    "Features",
+    "FileRef",
+    "HistoryEntry",
+    "HistoryStatus",
+    "InputError",
+    "Job",
+    "JobError",
+    "JobInterrupted",
+    "JobLost",
+    "JobStatus",
+    "Logs",
+    "NodeProgress",
+    "NodeValidationError",
+    "NotFoundError",
+    "NotGiven",
+    "OutputFile",
+    "PreviewImage",
+    "Progress",
+    "ProgressState",
+    "ProgressText",
+    "PromptResponse",
+    "PromptValidationError",
+    "QueueItem",
+    "QueueState",
+    "Result",
+    "ServerError",
+    "Status",
+    "SystemInfo",
+    "SystemStats",
+    "UnknownBinary",
+    "UnknownEvent",
+    "UploadedFile",
+    "WorkflowError",
+    "WorkflowProblem",
+    "__version__",
+]

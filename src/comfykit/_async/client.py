@@ -1,0 +1,633 @@
+"""``AsyncComfyClient``: every ComfyUI route, one WebSocket, typed jobs.
+
+The blocking ``ComfyClient`` is generated from this file by ``scripts/unasync.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from comfykit._async import _backend as backend
+from comfykit._async._stream import AsyncEventStream
+from comfykit._async.jobs import AsyncJob
+from comfykit._config import (
+    DEFAULT_TIMEOUT,
+    NOT_GIVEN,
+    RETRY_STATUSES,
+    Auth,
+    ClientOptions,
+    NotGiven,
+    auth_headers,
+    backoff,
+    normalize_base_url,
+    retry_after_seconds,
+    to_timeout,
+)
+from comfykit._exceptions import (
+    APIStatusError,
+    ComfyConnectionError,
+    ComfyError,
+    ComfyTimeoutError,
+    InputError,
+    NotFoundError,
+    ServerError,
+)
+from comfykit._prompt import (
+    PromptInput,
+    node_errors_from_body,
+    parse_prompt_error,
+    prompt_to_api,
+)
+from comfykit._protocol.tracker import JobTracker
+from comfykit._types import (
+    Features,
+    FileRef,
+    HistoryEntry,
+    PromptResponse,
+    QueueState,
+    SystemStats,
+    UploadedFile,
+)
+from comfykit._uploads import FileInput, file_ref, read_upload, upload_form
+from comfykit._version import __version__
+
+if TYPE_CHECKING:
+    from comfykit.graph import NodeCatalog
+
+__all__ = ["AsyncComfyClient"]
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+_MAY_BE_SENT = (
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+)
+
+
+class _Shared:
+    """State shared by a client and the copies ``with_options()`` makes."""
+
+    def __init__(self, http: httpx.AsyncClient, stream: AsyncEventStream, owns_http: bool) -> None:
+        self.http = http
+        self.stream = stream
+        self.owns_http = owns_http
+        self.catalog: NodeCatalog | None = None
+        self.closed = False
+
+
+class AsyncComfyClient:
+    """Async client for one ComfyUI server.
+
+    Args:
+        base_url: the server, e.g. ``"http://127.0.0.1:8188"`` (default: ``$COMFYUI_URL`` or that).
+        timeout: per-request timeout in seconds or an ``httpx.Timeout``.
+        max_retries: retries of idempotent requests and connection failures.
+        headers: extra headers for every HTTP request and the WebSocket handshake.
+        auth: ``(user, password)`` for Basic auth, a Bearer token string, or a header mapping.
+        ws: use the WebSocket for job events (``False``: poll ``/history`` instead).
+        client_id: the WebSocket client id (a fresh one by default).
+        http_client: an ``httpx.AsyncClient`` to use (not closed by ``close()``).
+
+    Use it as ``async with AsyncComfyClient(url) as comfy: ...`` or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        headers: Mapping[str, str] | None = None,
+        auth: Auth | None = None,
+        ws: bool = True,
+        validate: bool = False,
+        client_id: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        all_headers = {
+            "User-Agent": f"comfykit/{__version__}",
+            **auth_headers(auth),
+            **dict(headers or {}),
+        }
+        self._options = ClientOptions(
+            base_url=normalize_base_url(base_url),
+            timeout=to_timeout(timeout),
+            max_retries=max_retries,
+            headers=all_headers,
+        )
+        self._use_ws = ws
+        self._validate = validate
+        http = http_client or httpx.AsyncClient(
+            base_url=self._options.base_url,
+            timeout=self._options.timeout,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+        cid = client_id or uuid.uuid4().hex
+        stream = AsyncEventStream(
+            self._options.ws_url + "?" + urlencode({"clientId": cid}),
+            client_id=cid,
+            headers=all_headers,
+            open_timeout=self._options.timeout.connect,
+            reconcile=self._reconcile,
+        )
+        self._shared = _Shared(http, stream, owns_http=http_client is None)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """The server's base URL."""
+        return self._options.base_url
+
+    @property
+    def client_id(self) -> str:
+        """The WebSocket client id this client's jobs are submitted with."""
+        return self._shared.stream.client_id
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The per-request timeout."""
+        return self._options.timeout
+
+    @property
+    def max_retries(self) -> int:
+        """Retries of idempotent requests."""
+        return self._options.max_retries
+
+    def with_options(
+        self,
+        *,
+        timeout: float | httpx.Timeout | None | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
+    ) -> AsyncComfyClient:
+        """A copy with other options that shares this client's connection pool and WebSocket."""
+        clone = copy.copy(self)
+        clone._options = self._options.copy_with(
+            timeout=timeout, max_retries=max_retries, headers=headers
+        )
+        return clone
+
+    async def close(self) -> None:
+        """Close the WebSocket and (unless it was passed in) the HTTP pool."""
+        shared = self._shared
+        if shared.closed:
+            return
+        shared.closed = True
+        await shared.stream.close()
+        if shared.owns_http:
+            await shared.http.aclose()
+
+    async def __aenter__(self) -> AsyncComfyClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.base_url}>"
+
+    # -- HTTP -----------------------------------------------------------------------------
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _RetryableStatus):
+            after = retry_after_seconds(exc.response)
+            if after is not None:
+                return after
+        return backoff(state.attempt_number)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        files: Any = None,
+        data: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        timeout: httpx.Timeout | NotGiven = NOT_GIVEN,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """Send a request with retries; map failures to comfykit errors."""
+        if self._shared.closed:
+            raise ComfyConnectionError("the client is closed")
+        safe = method in ("GET", "HEAD", "OPTIONS") if idempotent is None else idempotent
+        http = self._shared.http
+
+        def should_retry(exc: BaseException) -> bool:
+            if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+                return True
+            if isinstance(exc, _RetryableStatus):
+                return safe or exc.response.status_code in (429, 503)
+            return safe and isinstance(exc, httpx.TransportError)
+
+        request = http.build_request(
+            method,
+            path,
+            params=params,
+            json=json,
+            files=files,
+            data=data,
+            headers=self._options.headers,
+            timeout=self._options.timeout if isinstance(timeout, NotGiven) else timeout,
+        )
+        response: httpx.Response
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self._options.max_retries + 1),
+                wait=self._wait,
+                retry=retry_if_exception(should_retry),
+                reraise=True,
+            ):
+                with attempt:
+                    response = await http.send(request, stream=stream)
+                    if response.status_code in RETRY_STATUSES:
+                        await response.aread()
+                        raise _RetryableStatus(response)
+        except _RetryableStatus as exc:
+            response = exc.response
+        except httpx.TimeoutException as exc:
+            raise ComfyTimeoutError(f"{method} {path}: timed out ({exc!r})") from exc
+        except httpx.TransportError as exc:
+            raise ComfyConnectionError(
+                f"{method} {path}: cannot reach {self.base_url} ({exc!r})"
+            ) from exc
+        if response.is_error:
+            if stream:
+                await response.aread()
+                await response.aclose()
+            raise _status_error(method, path, response)
+        return response
+
+    async def _get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        response = await self._request("GET", path, params=params)
+        return _json(response)
+
+    # -- routes ---------------------------------------------------------------------------
+    async def system_stats(self) -> SystemStats:
+        """``GET /system_stats``: versions, RAM, devices."""
+        return SystemStats.model_validate(await self._get_json("/system_stats"))
+
+    async def features(self) -> Features:
+        """``GET /features``: server capability flags."""
+        return Features.model_validate(await self._get_json("/features"))
+
+    async def object_info(self, node_class: str | None = None) -> dict[str, Any]:
+        """``GET /object_info[/{node_class}]``: node definitions (``{}`` for an unknown class)."""
+        path = "/object_info" if node_class is None else f"/object_info/{_seg(node_class)}"
+        data = await self._get_json(path)
+        if not isinstance(data, dict):
+            raise APIStatusError(f"GET {path}: expected an object", status_code=200, body=data)
+        return data
+
+    async def queue(self) -> QueueState:
+        """``GET /queue``: the running prompt and the pending ones in execution order."""
+        return QueueState.from_wire(await self._get_json("/queue"))
+
+    async def clear_queue(self) -> None:
+        """Remove every pending prompt (the running one is not affected)."""
+        await self._request("POST", "/queue", json={"clear": True}, idempotent=True)
+
+    async def delete_from_queue(self, prompt_ids: str | Iterable[str]) -> None:
+        """Remove pending prompts by id (running ones are not affected: use :meth:`interrupt`)."""
+        ids = [prompt_ids] if isinstance(prompt_ids, str) else list(prompt_ids)
+        await self._request("POST", "/queue", json={"delete": ids}, idempotent=True)
+
+    async def history(
+        self,
+        prompt_id: str | None = None,
+        *,
+        max_items: int | None = None,
+        offset: int | None = None,
+    ) -> dict[str, HistoryEntry]:
+        """``GET /history`` (oldest first) or ``GET /history/{prompt_id}`` (``{}`` if unknown)."""
+        if prompt_id is not None:
+            data = await self._get_json(f"/history/{_seg(prompt_id)}")
+        else:
+            params: dict[str, int] = {}
+            if max_items is not None:
+                if max_items < 1:
+                    raise InputError(f"max_items must be >= 1, got {max_items}")
+                params["max_items"] = max_items
+            if offset is not None:
+                if offset < 0:
+                    raise InputError(f"offset must be >= 0, got {offset}")
+                params["offset"] = offset
+            data = await self._get_json("/history", params or None)
+        return {k: HistoryEntry.model_validate(v) for k, v in dict(data).items()}
+
+    async def clear_history(self) -> None:
+        """Forget every finished prompt."""
+        await self._request("POST", "/history", json={"clear": True}, idempotent=True)
+
+    async def delete_history(self, prompt_ids: str | Iterable[str]) -> None:
+        """Forget finished prompts by id."""
+        ids = [prompt_ids] if isinstance(prompt_ids, str) else list(prompt_ids)
+        await self._request("POST", "/history", json={"delete": ids}, idempotent=True)
+
+    async def interrupt(self, prompt_id: str | None = None) -> None:
+        """Interrupt the running prompt; with ``prompt_id``, only if that one is running."""
+        body = {"prompt_id": prompt_id} if prompt_id else {}
+        await self._request("POST", "/interrupt", json=body, idempotent=True)
+
+    async def free(self, *, unload_models: bool = False, free_memory: bool = False) -> None:
+        """Unload models and/or drop the node cache after the current prompt."""
+        body = {"unload_models": unload_models, "free_memory": free_memory}
+        await self._request("POST", "/free", json=body, idempotent=True)
+
+    async def models(self, folder: str | None = None) -> list[str]:
+        """Model folder names, or the files of one folder (e.g. ``"checkpoints"``)."""
+        path = "/models" if folder is None else f"/models/{_seg(folder)}"
+        return [str(x) for x in await self._get_json(path)]
+
+    async def embeddings(self) -> list[str]:
+        """Embedding names (without extension)."""
+        return [str(x) for x in await self._get_json("/embeddings")]
+
+    async def extensions(self) -> list[str]:
+        """URL paths of the frontend extension scripts."""
+        return [str(x) for x in await self._get_json("/extensions")]
+
+    async def upload_image(
+        self,
+        data_or_path: FileInput,
+        *,
+        filename: str | None = None,
+        subfolder: str | None = None,
+        overwrite: bool = False,
+        type: str = "input",
+    ) -> UploadedFile:
+        """Upload an image (bytes, path, binary file or PIL image); feed ``.ref`` to LoadImage."""
+        content, name = read_upload(data_or_path, filename)
+        files, form = upload_form(
+            name, content, subfolder=subfolder, overwrite=overwrite, type=type
+        )
+        response = await self._request(
+            "POST", "/upload/image", files=files, data=form, idempotent=True
+        )
+        return UploadedFile.model_validate(_json(response))
+
+    async def upload_mask(
+        self,
+        data_or_path: FileInput,
+        *,
+        original_ref: FileRef | Mapping[str, Any] | str,
+        filename: str | None = None,
+        subfolder: str | None = None,
+        overwrite: bool = False,
+        type: str = "input",
+    ) -> UploadedFile:
+        """Upload a mask: its alpha is applied to the image ``original_ref`` points at."""
+        content, name = read_upload(data_or_path, filename)
+        files, form = upload_form(
+            name,
+            content,
+            subfolder=subfolder,
+            overwrite=overwrite,
+            type=type,
+            original_ref=original_ref,
+        )
+        response = await self._request(
+            "POST", "/upload/mask", files=files, data=form, idempotent=True
+        )
+        return UploadedFile.model_validate(_json(response))
+
+    def view_url(self, ref: FileRef | Mapping[str, Any] | str) -> str:
+        """The ``/view`` URL of a file the server holds."""
+        return f"{self.base_url}/view?{urlencode(file_ref(ref).view_params())}"
+
+    async def download(
+        self,
+        ref: FileRef | Mapping[str, Any] | str,
+        dest: str | Path | IO[bytes] | None = None,
+    ) -> bytes | Path | None:
+        """Fetch a file: its bytes, or streamed into ``dest`` (a path or binary file) in chunks."""
+        params = file_ref(ref).view_params()
+        if dest is None:
+            response = await self._request("GET", "/view", params=params)
+            return response.content
+        response = await self._request("GET", "/view", params=params, stream=True)
+        try:
+            if isinstance(dest, (str, Path)):
+                path = Path(dest)
+                tmp = path.with_name(path.name + ".part")
+                with open(tmp, "wb") as fh:
+                    async for chunk in response.aiter_bytes():
+                        fh.write(chunk)
+                tmp.replace(path)
+                return path
+            async for chunk in response.aiter_bytes():
+                dest.write(chunk)
+            return None
+        except httpx.TransportError as exc:
+            raise ComfyConnectionError(f"download of {params['filename']} broke: {exc!r}") from exc
+        finally:
+            await response.aclose()
+
+    # -- catalog --------------------------------------------------------------------------
+    async def catalog(self, *, refresh: bool = False) -> NodeCatalog:
+        """The server's node catalog (cached per client; ``refresh=True`` re-reads it)."""
+        from comfykit.graph import NodeCatalog
+
+        if self._shared.catalog is None or refresh:
+            self._shared.catalog = NodeCatalog.from_object_info(await self.object_info())
+        return self._shared.catalog
+
+    # -- jobs -----------------------------------------------------------------------------
+    async def submit(
+        self,
+        prompt: PromptInput,
+        *,
+        params: Mapping[str, Any] | None = None,
+        validate: bool | None = None,
+        extra_data: Mapping[str, Any] | None = None,
+        front: bool = False,
+        number: float | None = None,
+        output_nodes: Sequence[str] | None = None,
+        prompt_id: str | None = None,
+    ) -> AsyncJob:
+        """Queue a prompt and return its job handle.
+
+        Args:
+            prompt: an API-format dict or a :class:`~comfykit.Workflow`.
+            params: values for the workflow's named parameters.
+            validate: check the graph against the server's catalog first (raises
+                :class:`~comfykit.WorkflowError` listing every problem; nothing is sent).
+            extra_data: stored with the job (``extra_pnginfo``, ...).
+            front: put it ahead of every auto-numbered pending prompt.
+            number: explicit queue priority (lower runs first).
+            output_nodes: run only these output nodes (``partial_execution_targets``).
+            prompt_id: the id to use (default: a fresh UUID, made here so a retried submit
+                can tell whether the first attempt arrived and never queues a prompt twice).
+        """
+        api = prompt_to_api(prompt, params)
+        if self._validate if validate is None else validate:
+            (await self.catalog()).validate(api)
+        pid = prompt_id or str(uuid.uuid4())
+        stream = self._shared.stream
+        if self._use_ws:
+            try:
+                await stream.ensure_connected()
+            except ComfyConnectionError:
+                # Without a socket the job is still tracked, by polling; if HTTP is down too,
+                # the POST below says so.
+                pass
+        tracker = stream.router.register(pid)
+        body: dict[str, Any] = {"prompt": api, "client_id": stream.client_id, "prompt_id": pid}
+        if extra_data:
+            body["extra_data"] = dict(extra_data)
+        if number is not None:
+            body["number"] = number
+        elif front:
+            body["front"] = True
+        if output_nodes:
+            body["partial_execution_targets"] = [str(n) for n in output_nodes]
+        try:
+            answer = await self._post_prompt(body, pid)
+        except BaseException:
+            stream.router.unregister(pid)
+            raise
+        return AsyncJob(
+            self, tracker, api, node_errors_from_body(answer.node_errors, api), number=answer.number
+        )
+
+    async def run(
+        self,
+        prompt: PromptInput,
+        *,
+        timeout: float | None = None,
+        **submit_options: Any,
+    ) -> Any:
+        """Submit and wait: ``submit(prompt, **options)`` then ``result(timeout)``."""
+        job = await self.submit(prompt, **submit_options)
+        return await job.result(timeout=timeout)
+
+    def job(self, prompt_id: str) -> AsyncJob:
+        """A handle on a prompt already queued or finished (by this or another client)."""
+        tracker = self._shared.stream.router.register(prompt_id)
+        return AsyncJob(self, tracker, {}, [], poll_only=True)
+
+    async def _post_prompt(self, body: dict[str, Any], pid: str) -> PromptResponse:
+        attempts = self._options.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await self._request("POST", "/prompt", json=body, idempotent=False)
+            except ComfyConnectionError as exc:
+                cause = exc.__cause__
+                maybe_sent = isinstance(cause, _MAY_BE_SENT)
+                if maybe_sent and await self._prompt_known(pid):
+                    return PromptResponse(prompt_id=pid)
+                if attempt == attempts:
+                    raise
+                await backend.sleep(backoff(attempt))
+                continue
+            except APIStatusError as exc:
+                if exc.status_code == 400 and isinstance(exc.body, dict):
+                    raise parse_prompt_error(exc.body, body["prompt"], exc.response) from None
+                raise
+            return PromptResponse.model_validate(_json(response))
+        raise AssertionError("unreachable")
+
+    async def _prompt_known(self, prompt_id: str) -> bool:
+        """True when the server has the prompt queued, running or finished."""
+        try:
+            if prompt_id in await self.queue():
+                return True
+            return bool(await self.history(prompt_id))
+        except ComfyError:
+            return False
+
+    async def _history_entry(self, prompt_id: str) -> HistoryEntry | None:
+        return (await self.history(prompt_id)).get(prompt_id)
+
+    async def _reconcile(self, trackers: list[JobTracker]) -> None:
+        """Catch unfinished jobs up from ``/queue`` then ``/history`` (that order is race-free:
+        a prompt leaves the queue only once its history entry is written)."""
+        from comfykit._exceptions import JobInterrupted, JobLost
+        from comfykit._protocol.tracker import JobStatus
+
+        open_ = [t for t in trackers if not t.done]
+        if not open_:
+            return
+        queue = await self.queue()
+        running = {q.prompt_id for q in queue.running}
+        for tracker in open_:
+            if tracker.prompt_id in queue:
+                if tracker.prompt_id in running and tracker.status is JobStatus.QUEUED:
+                    tracker.status = JobStatus.RUNNING
+                continue
+            entry = await self._history_entry(tracker.prompt_id)
+            if entry is not None:
+                tracker.apply_history(entry)
+            elif tracker.cancel_requested:
+                tracker.fail(
+                    JobInterrupted(
+                        f"prompt {tracker.prompt_id} was cancelled before it ran",
+                        prompt_id=tracker.prompt_id,
+                    ),
+                    JobStatus.INTERRUPTED,
+                )
+            else:
+                tracker.fail(
+                    JobLost(
+                        f"prompt {tracker.prompt_id} is neither queued nor in the history "
+                        "(was the server restarted?)",
+                        prompt_id=tracker.prompt_id,
+                    )
+                )
+
+
+def _seg(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(str(value), safe="")
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise APIStatusError(
+            f"{response.request.method} {response.request.url.path}: expected JSON, got "
+            f"{response.text[:200]!r}",
+            status_code=response.status_code,
+            body=response.text,
+            response=response,
+        ) from exc
+
+
+def _status_error(method: str, path: str, response: httpx.Response) -> APIStatusError:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    detail = body if isinstance(body, str) else str(body)
+    message = f"{method} {path} returned {response.status_code}: {detail[:500]}"
+    cls: type[APIStatusError] = APIStatusError
+    if response.status_code == 404:
+        cls = NotFoundError
+    elif response.status_code >= 500:
+        cls = ServerError
+    return cls(message, status_code=response.status_code, body=body, response=response)

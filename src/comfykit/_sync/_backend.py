@@ -1,0 +1,75 @@
+"""Blocking I/O primitives. Hand-written twin of ``_async/_backend.py``.
+
+Everything else in ``_sync`` is generated from ``_async`` by ``scripts/unasync.py``. Only plain
+blocking calls are used, so the sync client also works inside a running event loop (notebooks).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+
+from websockets.sync.client import ClientConnection, connect
+
+__all__ = ["Lock", "WebSocket", "monotonic", "open_websocket", "sleep"]
+
+monotonic = time.monotonic
+
+
+def sleep(seconds: float) -> None:
+    """Sleep."""
+    time.sleep(seconds)
+
+
+class Lock:
+    """A lock whose ``acquire`` gives up after ``timeout`` seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def acquire(self, timeout: float | None) -> bool:
+        """Acquire; False when ``timeout`` passed first."""
+        if timeout is None:
+            return self._lock.acquire()
+        return self._lock.acquire(timeout=max(timeout, 0))
+
+    def release(self) -> None:
+        """Release."""
+        self._lock.release()
+
+
+class WebSocket:
+    """A connected WebSocket with a receive timeout."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self._conn = conn
+
+    def recv(self, timeout: float | None) -> str | bytes:
+        """Next frame; ``TimeoutError`` when none arrives in time."""
+        return self._conn.recv(timeout=None if timeout is None else max(timeout, 0))
+
+    def send(self, message: str) -> None:
+        """Send a text frame."""
+        self._conn.send(message)
+
+    def close(self) -> None:
+        """Close (best effort)."""
+        self._conn.close()
+
+
+def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | None) -> WebSocket:
+    """Open a WebSocket with no frame-size limit and an unbounded receive queue."""
+    conn = connect(
+        url,
+        additional_headers=dict(headers),
+        open_timeout=open_timeout,
+        max_size=None,
+        max_queue=None,
+        ping_interval=20,
+        ping_timeout=60,
+        compression=None,
+    )
+    # Entering the connection marks it as managed (websockets >= 17 warns otherwise); leaving it
+    # is what WebSocket.close() does.
+    return WebSocket(conn.__enter__())

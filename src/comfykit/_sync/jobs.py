@@ -1,0 +1,195 @@
+# Generated from comfykit/_async by scripts/unasync.py. Do not edit: edit _async instead.
+"""``Job``: the handle ``submit()`` returns (events, result, cancel)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from comfykit._sync import _backend as backend
+from comfykit._sync.results import Result
+from comfykit._config import backoff
+from comfykit._exceptions import ComfyConnectionError, ComfyTimeoutError, NodeValidationError
+from comfykit._protocol.events import Event
+from comfykit._protocol.tracker import JobStatus, JobTracker
+from comfykit._types import HistoryEntry, HistoryStatus
+
+if TYPE_CHECKING:
+    from comfykit._sync.client import ComfyClient
+
+__all__ = ["Job"]
+
+_HISTORY_RETRIES = 20
+_POLL_MAX = 1.0
+
+
+class Job:
+    """One submitted prompt.
+
+    Attributes:
+        prompt_id: the prompt's id.
+        prompt: the API-format graph that was submitted.
+        node_errors: problems the server reported while still accepting the prompt (output
+            nodes it dropped because they failed validation); empty when all validated.
+        number: the queue number the server assigned.
+    """
+
+    def __init__(
+        self,
+        client: ComfyClient,
+        tracker: JobTracker,
+        prompt: dict[str, Any],
+        node_errors: list[NodeValidationError],
+        *,
+        number: float | None = None,
+        poll_only: bool = False,
+    ) -> None:
+        self._client = client
+        self._poll_only = poll_only
+        self._tracker = tracker
+        self.prompt = prompt
+        self.node_errors = node_errors
+        self.number = number
+        self._polls = 0
+
+    @property
+    def prompt_id(self) -> str:
+        """The prompt's id."""
+        return self._tracker.prompt_id
+
+    @property
+    def status(self) -> JobStatus:
+        """Where the job is: queued, running, succeeded, failed, interrupted or lost."""
+        return self._tracker.status
+
+    @property
+    def done(self) -> bool:
+        """True once the job is finished and reconciled."""
+        return self._tracker.done
+
+    @property
+    def current_node(self) -> str | None:
+        """The node executing now (from the WebSocket)."""
+        return self._tracker.current_node
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.prompt_id} {self.status.value}>"
+
+    def _step(self, until_new_event: int | None, deadline: float | None) -> None:
+        """Advance the job by one step: read the socket, fetch history, or poll."""
+        tracker = self._tracker
+        stream = self._client._shared.stream
+        if tracker.needs_history:
+            entry = self._client._history_entry(self.prompt_id)
+            if entry is not None:
+                tracker.apply_history(entry)
+                return
+            self._polls += 1
+            if self._polls >= _HISTORY_RETRIES:
+                # The server said the entry is written but does not return it (evicted, or a
+                # server that never writes one): finish from what the events said.
+                status = "success" if tracker.status is JobStatus.SUCCEEDED else "error"
+                tracker.apply_history(
+                    HistoryEntry(
+                        outputs=tracker.outputs,
+                        status=HistoryStatus(status_str=status, completed=True),
+                    )
+                )
+                return
+            backend.sleep(min(0.05 * self._polls, 0.5))
+            return
+        use_ws = self._client._use_ws and not self._poll_only
+        if use_ws and stream.connected:
+
+            def ready() -> bool:
+                if tracker.done or tracker.needs_history:
+                    return True
+                return until_new_event is not None and len(tracker.events) > until_new_event
+
+            try:
+                stream.pump(ready, deadline)
+            except ComfyConnectionError:
+                if tracker.done:
+                    return
+                raise
+            return
+        if use_ws and not stream.connected and not tracker.done:
+            try:
+                stream.ensure_connected()
+                self._client._reconcile([tracker])
+                return
+            except ComfyTimeoutError:
+                raise
+            except ComfyConnectionError:
+                pass
+        self._client._reconcile([tracker])
+        if tracker.done or tracker.needs_history:
+            return
+        self._polls += 1
+        delay = min(backoff(self._polls), _POLL_MAX)
+        if deadline is not None:
+            delay = min(delay, max(deadline - backend.monotonic(), 0))
+        backend.sleep(delay)
+
+    def _deadline(self, timeout: float | None) -> float | None:
+        return None if timeout is None else backend.monotonic() + timeout
+
+    def wait(self, timeout: float | None = None) -> JobStatus:
+        """Wait until the job is finished; return its status (never raises the job's error)."""
+        deadline = self._deadline(timeout)
+        try:
+            while not self._tracker.done:
+                if deadline is not None and backend.monotonic() >= deadline:
+                    raise ComfyTimeoutError("timed out")
+                self._step(None, deadline)
+        except ComfyTimeoutError as exc:
+            raise ComfyTimeoutError(
+                f"prompt {self.prompt_id} did not finish within {timeout} s "
+                f"(status: {self.status.value})"
+            ) from exc
+        return self._tracker.status
+
+    def result(self, timeout: float | None = None) -> Result:
+        """Wait for the job and return its outputs.
+
+        Raises:
+            ExecutionError: a node failed.
+            JobInterrupted: the job was interrupted or cancelled.
+            JobLost: the job vanished from the server.
+            ComfyTimeoutError: not finished within ``timeout`` seconds.
+            ComfyConnectionError: the server became unreachable.
+        """
+        self.wait(timeout)
+        tracker = self._tracker
+        tracker.raise_for_status()
+        return Result(
+            self._client,
+            prompt_id=self.prompt_id,
+            outputs=tracker.outputs,
+            history=tracker.history,
+            cached_nodes=tracker.cached_nodes,
+        )
+
+    def events(self, timeout: float | None = None) -> Iterator[Event]:
+        """This job's events as they arrive, from the first one; ends when the job is done."""
+        deadline = self._deadline(timeout)
+        seen = 0
+        tracker = self._tracker
+        while True:
+            while seen < len(tracker.events):
+                event = tracker.events[seen]
+                seen += 1
+                yield event
+            if tracker.done:
+                return
+            self._step(seen, deadline)
+
+    def cancel(self) -> None:
+        """Remove the job from the queue if pending, or interrupt it (only it) if running."""
+        tracker = self._tracker
+        if tracker.done:
+            return
+        tracker.cancel_requested = True
+        self._client.delete_from_queue([self.prompt_id])
+        self._client.interrupt(self.prompt_id)
+        self._client._reconcile([tracker])

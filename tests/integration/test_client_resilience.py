@@ -1,0 +1,98 @@
+"""Losing the socket or the server mid-job: typed errors, no hangs, nothing run twice."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from comfykit import (
+    AsyncComfyClient,
+    ComfyClient,
+    ComfyConnectionError,
+    JobLost,
+    JobStatus,
+    Progress,
+)
+from comfykit.testing import ComfyUIServer
+from tests import graphs
+
+
+@pytest.fixture
+def own_server(comfyui_server: ComfyUIServer | None) -> Iterator[ComfyUIServer]:
+    """A private server these tests may kill or restart."""
+    if comfyui_server is None:
+        pytest.skip("needs the harness (these tests kill and restart their own server)")
+    with ComfyUIServer(env=comfyui_server.env, checkpoint=False) as server:
+        yield server
+
+
+async def test_websocket_dropped_mid_job_still_delivers(comfyui_url: str) -> None:
+    async with AsyncComfyClient(comfyui_url) as comfy:
+        job = await comfy.submit(graphs.sleep(1.0, value=random.randrange(10**6)))
+        async for event in job.events(timeout=60):
+            if isinstance(event, Progress):
+                break
+        await comfy._shared.stream.drop()
+        result = await job.result(timeout=60)
+        assert result.text["3"]
+        assert comfy._shared.stream.connects == 2
+
+
+async def test_job_finished_while_disconnected_is_caught_up_from_history(
+    comfyui_url: str,
+) -> None:
+    async with AsyncComfyClient(comfyui_url) as comfy:
+        job = await comfy.submit(graphs.sleep(0.3, value=random.randrange(10**6)))
+        await comfy._shared.stream.drop()
+        # Let it finish while nobody listens; the events are lost for good.
+        deadline = time.monotonic() + 30
+        while not await comfy.history(job.prompt_id):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        result = await job.result(timeout=30)
+        assert result.text["3"] and job.status is JobStatus.SUCCEEDED
+
+
+async def test_server_killed_mid_job_is_a_typed_error_fast(own_server: ComfyUIServer) -> None:
+    async with AsyncComfyClient(own_server.url, max_retries=1, timeout=5) as comfy:
+        job = await comfy.submit(graphs.sleep(60))
+        async for event in job.events(timeout=60):
+            if isinstance(event, Progress):
+                break
+        own_server.kill()
+        started = time.monotonic()
+        with pytest.raises(ComfyConnectionError):
+            await job.result(timeout=120)
+        assert time.monotonic() - started < 30
+        assert job.status is JobStatus.LOST
+
+
+def test_server_killed_mid_job_sync(own_server: ComfyUIServer) -> None:
+    with ComfyClient(own_server.url, max_retries=1, timeout=5) as comfy:
+        job = comfy.submit(graphs.sleep(60))
+        for event in job.events(timeout=60):
+            if isinstance(event, Progress):
+                break
+        own_server.kill()
+        started = time.monotonic()
+        with pytest.raises(ComfyConnectionError):
+            job.result(timeout=120)
+        assert time.monotonic() - started < 30
+
+
+async def test_server_restarted_mid_job_reports_job_lost(own_server: ComfyUIServer) -> None:
+    async with AsyncComfyClient(own_server.url) as comfy:
+        job = await comfy.submit(graphs.sleep(60))
+        async for event in job.events(timeout=60):
+            if isinstance(event, Progress):
+                break
+        await asyncio.to_thread(own_server.restart)
+        with pytest.raises(JobLost, match="neither queued nor in the history"):
+            await job.result(timeout=120)
+        # The client keeps working against the new process.
+        result = await comfy.run(graphs.text("after", "restart"), timeout=60)
+        assert result.text["2"] == ["after-restart"]
