@@ -1,0 +1,1 @@
+"""The client, async first: ``comfykit._sync`` is generated from this package."""
