@@ -187,6 +187,13 @@ class FileRef(ComfyModel):
             return "text"
         return "other"
 
+    @property
+    def ref(self) -> str:
+        """How a node input names this file: ``"sub/name"`` in the input folder, else
+        ``"name [output]"`` / ``"name [temp]"`` (what ``LoadImage``'s ``image`` takes)."""
+        base = f"{self.subfolder}/{self.filename}" if self.subfolder else self.filename
+        return base if self.type == "input" else f"{base} [{self.type}]"
+
     def view_params(self) -> dict[str, str]:
         """Query parameters for ``GET /view``."""
         return {"filename": self.filename, "subfolder": self.subfolder, "type": self.type}
@@ -202,9 +209,3 @@ class UploadedFile(FileRef):
     def name(self) -> str:
         """The stored file name (the server may rename to avoid clashes)."""
         return self.filename
-
-    @property
-    def ref(self) -> str:
-        """What ``LoadImage``'s ``image`` input takes (``"sub/name"`` or ``"name [output]"``)."""
-        base = f"{self.subfolder}/{self.filename}" if self.subfolder else self.filename
-        return base if self.type == "input" else f"{base} [{self.type}]"

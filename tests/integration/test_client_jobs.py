@@ -28,6 +28,7 @@ from comfykit import (
     ProgressState,
     ProgressText,
     PromptValidationError,
+    WorkflowError,
 )
 from comfykit.testing import ComfyUIServer
 from tests import graphs
@@ -130,7 +131,7 @@ async def test_validation_error_names_node_input_and_value(comfyui_url: str) -> 
     bad["5"]["inputs"]["sampler_name"] = "no_such_sampler"
     async with AsyncComfyClient(comfyui_url) as comfy:
         with pytest.raises(PromptValidationError) as info:
-            await comfy.submit(bad)
+            await comfy.submit(bad, validate=False)
         err = info.value
         assert err.status_code == 400 and err.error_type == "prompt_outputs_failed_validation"
         found = {(e.node_id, e.input_name, e.type) for e in err.errors}
@@ -147,10 +148,31 @@ async def test_validation_error_names_node_input_and_value(comfyui_url: str) -> 
         )
 
 
+async def test_local_validation_lists_every_problem_and_sends_nothing(comfyui_url: str) -> None:
+    bad = graphs.txt2img()
+    bad["5"]["inputs"]["steps"] = 0
+    bad["4"]["inputs"].pop("width")
+    bad["5"]["inputs"]["sampler_name"] = "no_such_sampler"
+    async with AsyncComfyClient(comfyui_url) as comfy:
+        before = len(await comfy.history())
+        with pytest.raises(WorkflowError) as info:
+            await comfy.submit(bad)
+        found = {(p.node_id, p.input_name, p.code) for p in info.value.problems}
+        assert found == {
+            ("5", "steps", "value_smaller_than_min"),
+            ("4", "width", "required_input_missing"),
+            ("5", "sampler_name", "value_not_in_list"),
+        }
+        assert "node 5 (KSampler) input 'steps'" in str(info.value)
+        assert len(await comfy.history()) == before and not (await comfy.queue()).pending
+        with pytest.raises(WorkflowError, match="NoSuchNode"):
+            await comfy.submit({"1": {"class_type": "NoSuchNode", "inputs": {}}})
+
+
 async def test_unknown_node_type_is_rejected(comfyui_url: str) -> None:
     async with AsyncComfyClient(comfyui_url) as comfy:
         with pytest.raises(PromptValidationError) as info:
-            await comfy.submit({"1": {"class_type": "NoSuchNode", "inputs": {}}})
+            await comfy.submit({"1": {"class_type": "NoSuchNode", "inputs": {}}}, validate=False)
         assert info.value.error_type == "invalid_prompt"
         assert "NoSuchNode" in str(info.value)
 
@@ -172,7 +194,7 @@ async def test_partial_validation_surfaces_node_errors(comfyui_url: str) -> None
     graph["4"] = {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}
     del graph["3"]["inputs"]["filename_prefix"]
     async with AsyncComfyClient(comfyui_url) as comfy:
-        job = await comfy.submit(graph)
+        job = await comfy.submit(graph, validate=False)
         assert [(e.node_id, e.input_name, e.type) for e in job.node_errors] == [
             ("3", "filename_prefix", "required_input_missing")
         ]

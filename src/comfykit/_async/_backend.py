@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 
-__all__ = ["Lock", "WebSocket", "monotonic", "open_websocket", "sleep"]
+__all__ = [
+    "Lock",
+    "WebSocket",
+    "blocking_fetch",
+    "monotonic",
+    "open_websocket",
+    "prefetch",
+    "sleep",
+]
 
 monotonic = time.monotonic
 
@@ -83,3 +92,16 @@ async def open_websocket(
         compression=None,
     )
     return WebSocket(conn)
+
+
+class _Readable(Protocol):
+    def read(self) -> Awaitable[bytes]: ...
+
+
+async def prefetch(files: Sequence[_Readable]) -> list[bytes] | None:
+    """Download ``files`` now, concurrently (an async result cannot download lazily)."""
+    return list(await asyncio.gather(*(f.read() for f in files)))
+
+
+#: Async results are prefetched, so they need no blocking download function.
+blocking_fetch: Callable[[Any], bytes] | None = None

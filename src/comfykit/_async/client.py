@@ -6,6 +6,7 @@ The blocking ``ComfyClient`` is generated from this file by ``scripts/unasync.py
 from __future__ import annotations
 
 import copy
+import json as _jsonlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from comfykit._async import _backend as backend
 from comfykit._async._stream import AsyncEventStream
+from comfykit._async.generate import AsyncGenerateMixin
 from comfykit._async.jobs import AsyncJob
 from comfykit._config import (
     DEFAULT_TIMEOUT,
@@ -66,6 +68,10 @@ if TYPE_CHECKING:
 __all__ = ["AsyncComfyClient"]
 
 
+#: Node catalogs per server URL, shared by every client in the process.
+_CATALOGS: dict[str, NodeCatalog] = {}
+
+
 class _RetryableStatus(Exception):
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(response.status_code)
@@ -88,11 +94,10 @@ class _Shared:
         self.http = http
         self.stream = stream
         self.owns_http = owns_http
-        self.catalog: NodeCatalog | None = None
         self.closed = False
 
 
-class AsyncComfyClient:
+class AsyncComfyClient(AsyncGenerateMixin):
     """Async client for one ComfyUI server.
 
     Args:
@@ -102,6 +107,7 @@ class AsyncComfyClient:
         headers: extra headers for every HTTP request and the WebSocket handshake.
         auth: ``(user, password)`` for Basic auth, a Bearer token string, or a header mapping.
         ws: use the WebSocket for job events (``False``: poll ``/history`` instead).
+        validate: check every submitted graph against the server's node catalog first.
         client_id: the WebSocket client id (a fresh one by default).
         http_client: an ``httpx.AsyncClient`` to use (not closed by ``close()``).
 
@@ -117,7 +123,7 @@ class AsyncComfyClient:
         headers: Mapping[str, str] | None = None,
         auth: Auth | None = None,
         ws: bool = True,
-        validate: bool = False,
+        validate: bool = True,
         client_id: str | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -243,14 +249,20 @@ class AsyncComfyClient:
                 return safe or exc.response.status_code in (429, 503)
             return safe and isinstance(exc, httpx.TransportError)
 
+        headers = dict(self._options.headers)
+        content: bytes | None = None
+        if json is not None:
+            # ComfyUI reads NaN/Infinity literals; httpx's own encoder refuses them.
+            content = _jsonlib.dumps(json, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
         request = http.build_request(
             method,
             path,
             params=params,
-            json=json,
+            content=content,
             files=files,
             data=data,
-            headers=self._options.headers,
+            headers=headers,
             timeout=self._options.timeout if isinstance(timeout, NotGiven) else timeout,
         )
         response: httpx.Response
@@ -448,12 +460,35 @@ class AsyncComfyClient:
 
     # -- catalog --------------------------------------------------------------------------
     async def catalog(self, *, refresh: bool = False) -> NodeCatalog:
-        """The server's node catalog (cached per client; ``refresh=True`` re-reads it)."""
+        """The server's node catalog, built from ``/object_info``.
+
+        Cached per server URL for the whole process; re-read with ``refresh=True``, and
+        automatically when a graph fails local validation against it (new nodes or model files).
+        """
         from comfykit.graph import NodeCatalog
 
-        if self._shared.catalog is None or refresh:
-            self._shared.catalog = NodeCatalog.from_object_info(await self.object_info())
-        return self._shared.catalog
+        cached = None if refresh else _CATALOGS.get(self.base_url)
+        if cached is None:
+            cached = NodeCatalog.from_object_info(await self.object_info())
+            _CATALOGS[self.base_url] = cached
+        return cached
+
+    async def validate(
+        self, prompt: PromptInput, *, params: Mapping[str, Any] | None = None
+    ) -> None:
+        """Check a graph against the server's catalog; raise one ``WorkflowError`` listing every
+        problem. A stale catalog is re-read once before failing."""
+        from comfykit._exceptions import WorkflowError
+
+        api = prompt_to_api(prompt, params)
+        catalog = await self.catalog()
+        problems = catalog.problems(api)
+        if problems:
+            fresh = await self.catalog(refresh=True)
+            if fresh.fingerprint != catalog.fingerprint:
+                problems = fresh.problems(api)
+            if problems:
+                raise WorkflowError(problems)
 
     # -- jobs -----------------------------------------------------------------------------
     async def submit(
@@ -484,7 +519,7 @@ class AsyncComfyClient:
         """
         api = prompt_to_api(prompt, params)
         if self._validate if validate is None else validate:
-            (await self.catalog()).validate(api)
+            await self.validate(api)
         pid = prompt_id or str(uuid.uuid4())
         stream = self._shared.stream
         if self._use_ws:

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
-__all__ = ["Lock", "WebSocket", "monotonic", "open_websocket", "sleep"]
+__all__ = [
+    "Lock",
+    "WebSocket",
+    "blocking_fetch",
+    "monotonic",
+    "open_websocket",
+    "prefetch",
+    "sleep",
+]
 
 monotonic = time.monotonic
 
@@ -73,3 +82,15 @@ def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | N
     # Entering the connection marks it as managed (websockets >= 17 warns otherwise); leaving it
     # is what WebSocket.close() does.
     return WebSocket(conn.__enter__())
+
+
+def prefetch(files: Sequence[Any]) -> list[bytes] | None:  # noqa: ARG001 - the async twin uses it
+    """Nothing now: blocking results download their images on first use."""
+    return None
+
+
+def blocking_fetch(file: Any) -> bytes:
+    """Download one output file."""
+    data = file.read()
+    assert isinstance(data, bytes)
+    return data

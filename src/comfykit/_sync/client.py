@@ -7,6 +7,7 @@ The blocking ``ComfyClient`` is generated from this file by ``scripts/unasync.py
 from __future__ import annotations
 
 import copy
+import json as _jsonlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from tenacity import Retrying, RetryCallState, retry_if_exception, stop_after_at
 
 from comfykit._sync import _backend as backend
 from comfykit._sync._stream import EventStream
+from comfykit._sync.generate import AsyncGenerateMixin
 from comfykit._sync.jobs import Job
 from comfykit._config import (
     DEFAULT_TIMEOUT,
@@ -67,6 +69,10 @@ if TYPE_CHECKING:
 __all__ = ["ComfyClient"]
 
 
+#: Node catalogs per server URL, shared by every client in the process.
+_CATALOGS: dict[str, NodeCatalog] = {}
+
+
 class _RetryableStatus(Exception):
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(response.status_code)
@@ -89,11 +95,10 @@ class _Shared:
         self.http = http
         self.stream = stream
         self.owns_http = owns_http
-        self.catalog: NodeCatalog | None = None
         self.closed = False
 
 
-class ComfyClient:
+class ComfyClient(AsyncGenerateMixin):
     """Blocking client for one ComfyUI server.
 
     Args:
@@ -103,6 +108,7 @@ class ComfyClient:
         headers: extra headers for every HTTP request and the WebSocket handshake.
         auth: ``(user, password)`` for Basic auth, a Bearer token string, or a header mapping.
         ws: use the WebSocket for job events (``False``: poll ``/history`` instead).
+        validate: check every submitted graph against the server's node catalog first.
         client_id: the WebSocket client id (a fresh one by default).
         http_client: an ``httpx.Client`` to use (not closed by ``close()``).
 
@@ -118,7 +124,7 @@ class ComfyClient:
         headers: Mapping[str, str] | None = None,
         auth: Auth | None = None,
         ws: bool = True,
-        validate: bool = False,
+        validate: bool = True,
         client_id: str | None = None,
         http_client: httpx.Client | None = None,
     ) -> None:
@@ -244,14 +250,20 @@ class ComfyClient:
                 return safe or exc.response.status_code in (429, 503)
             return safe and isinstance(exc, httpx.TransportError)
 
+        headers = dict(self._options.headers)
+        content: bytes | None = None
+        if json is not None:
+            # ComfyUI reads NaN/Infinity literals; httpx's own encoder refuses them.
+            content = _jsonlib.dumps(json, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
         request = http.build_request(
             method,
             path,
             params=params,
-            json=json,
+            content=content,
             files=files,
             data=data,
-            headers=self._options.headers,
+            headers=headers,
             timeout=self._options.timeout if isinstance(timeout, NotGiven) else timeout,
         )
         response: httpx.Response
@@ -449,12 +461,35 @@ class ComfyClient:
 
     # -- catalog --------------------------------------------------------------------------
     def catalog(self, *, refresh: bool = False) -> NodeCatalog:
-        """The server's node catalog (cached per client; ``refresh=True`` re-reads it)."""
+        """The server's node catalog, built from ``/object_info``.
+
+        Cached per server URL for the whole process; re-read with ``refresh=True``, and
+        automatically when a graph fails local validation against it (new nodes or model files).
+        """
         from comfykit.graph import NodeCatalog
 
-        if self._shared.catalog is None or refresh:
-            self._shared.catalog = NodeCatalog.from_object_info(self.object_info())
-        return self._shared.catalog
+        cached = None if refresh else _CATALOGS.get(self.base_url)
+        if cached is None:
+            cached = NodeCatalog.from_object_info(self.object_info())
+            _CATALOGS[self.base_url] = cached
+        return cached
+
+    def validate(
+        self, prompt: PromptInput, *, params: Mapping[str, Any] | None = None
+    ) -> None:
+        """Check a graph against the server's catalog; raise one ``WorkflowError`` listing every
+        problem. A stale catalog is re-read once before failing."""
+        from comfykit._exceptions import WorkflowError
+
+        api = prompt_to_api(prompt, params)
+        catalog = self.catalog()
+        problems = catalog.problems(api)
+        if problems:
+            fresh = self.catalog(refresh=True)
+            if fresh.fingerprint != catalog.fingerprint:
+                problems = fresh.problems(api)
+            if problems:
+                raise WorkflowError(problems)
 
     # -- jobs -----------------------------------------------------------------------------
     def submit(
@@ -485,7 +520,7 @@ class ComfyClient:
         """
         api = prompt_to_api(prompt, params)
         if self._validate if validate is None else validate:
-            (self.catalog()).validate(api)
+            self.validate(api)
         pid = prompt_id or str(uuid.uuid4())
         stream = self._shared.stream
         if self._use_ws:

@@ -1,0 +1,436 @@
+"""High-level calls on top of ``submit()``: generate, img2img, inpaint, upscale, batches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from comfykit import recipes
+from comfykit._async import _backend as backend
+from comfykit._exceptions import ComfyError, InputError
+from comfykit._protocol.events import PreviewImage, Progress
+from comfykit._types import FileRef
+from comfykit._uploads import FileInput, file_ref
+from comfykit.generation import (
+    SAMPLER_ALIASES,
+    BatchItem,
+    BatchResult,
+    GenerationRequest,
+    GenerationResult,
+    ProgressReporter,
+    file_ref_of,
+    resolve_choice,
+    resolve_model,
+)
+from comfykit.graph import Workflow
+
+if TYPE_CHECKING:
+    from comfykit._async.jobs import AsyncJob
+    from comfykit._prompt import PromptInput
+    from comfykit._types import UploadedFile
+    from comfykit.graph import NodeCatalog
+
+__all__ = ["AsyncGenerateMixin"]
+
+ProgressCallback = Callable[[Progress], None]
+PreviewCallback = Callable[[PreviewImage], None]
+ImageInput = FileInput | FileRef
+
+
+class AsyncGenerateMixin:
+    """The high-level calls of the client: ``generate``, ``img2img``, ``inpaint``, ``upscale``,
+    ``generate_batch``. Each builds a :mod:`comfykit.recipes` graph and submits it."""
+
+    if TYPE_CHECKING:  # provided by the client class
+
+        async def catalog(self, *, refresh: bool = False) -> NodeCatalog: ...
+
+        async def models(self, folder: str | None = None) -> list[str]: ...
+
+        async def upload_image(
+            self,
+            data_or_path: FileInput,
+            *,
+            filename: str | None = None,
+            subfolder: str | None = None,
+            overwrite: bool = False,
+            type: str = "input",
+        ) -> UploadedFile: ...
+
+        async def submit(
+            self,
+            prompt: PromptInput,
+            *,
+            params: Mapping[str, Any] | None = None,
+            validate: bool | None = None,
+            extra_data: Mapping[str, Any] | None = None,
+            front: bool = False,
+            number: float | None = None,
+            output_nodes: Sequence[str] | None = None,
+            prompt_id: str | None = None,
+        ) -> AsyncJob: ...
+
+    async def resolve_request(self, request: GenerationRequest) -> GenerationRequest:
+        """Fill in the seed and map model, sampler and scheduler onto what the server has."""
+        client = self
+        catalog = await client.catalog()
+        checkpoints = await client.models("checkpoints")
+        model = resolve_model(request.model, checkpoints)
+        spec = catalog.get("CheckpointLoaderSimple")
+        known = spec.input("ckpt_name") if spec is not None else None
+        if known is not None and known.choices is not None and model not in known.choices:
+            catalog = await client.catalog(refresh=True)  # a model added since it was read
+        sampler = resolve_choice(
+            request.sampler,
+            catalog,
+            what="sampler",
+            input_name="sampler_name",
+            aliases=SAMPLER_ALIASES,
+        )
+        scheduler = resolve_choice(
+            request.scheduler, catalog, what="scheduler", input_name="scheduler"
+        )
+        return request.with_seed().model_copy(
+            update={"model": model, "sampler": sampler, "scheduler": scheduler}
+        )
+
+    async def _image_ref(self, image: ImageInput) -> str:
+        """A file already on the server (a ``FileRef`` or a ``"sub/name.png"`` string that is not
+        a local file) is used as it is; anything else is uploaded first."""
+        if isinstance(image, FileRef):
+            return image.ref
+        if isinstance(image, str) and not Path(image).is_file():
+            return file_ref(image, default_type="input").ref
+        uploaded = await self.upload_image(image, subfolder="comfykit")
+        return uploaded.ref
+
+    async def _run_recipe(
+        self,
+        workflow: Workflow,
+        *,
+        request: GenerationRequest | None,
+        timeout: float | None,
+        progress: bool,
+        on_progress: ProgressCallback | None,
+        on_preview: PreviewCallback | None,
+        kind: str,
+    ) -> GenerationResult:
+        client = self
+        reporter = ProgressReporter(
+            bar=progress, on_progress=on_progress, on_preview=on_preview, description=kind
+        )
+        started = time.time()
+        job = await client.submit(workflow, validate=True)
+        try:
+            if reporter.active:
+                async for event in job.events(timeout=timeout):
+                    reporter(event)
+            result = await job.result(timeout=timeout)
+        finally:
+            reporter.close()
+        finished = time.time()
+        images = result.images
+        tracker = job._tracker
+        execution_ms = (
+            tracker.ended_at - tracker.started_at
+            if tracker.ended_at is not None and tracker.started_at is not None
+            else None
+        )
+        metadata: dict[str, Any] = {
+            "kind": kind,
+            "workflow": job.prompt,
+            "request": request.model_dump() if request is not None else None,
+            "files": [file_ref_of(f).model_dump() for f in result.files],
+            "timings": {
+                "submitted_at": started,
+                "finished_at": finished,
+                "seconds": finished - started,
+                "execution_ms": execution_ms,
+                "cached_nodes": list(result.cached_nodes),
+            },
+        }
+        return GenerationResult(
+            prompt_id=job.prompt_id,
+            seed=request.seed if request is not None else None,
+            files=[f for f in result.files if f.type == "output"] or result.files,
+            metadata=metadata,
+            fetch=backend.blocking_fetch,
+            image_bytes=await backend.prefetch(images),
+        )
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        negative_prompt: str = "",
+        model: str | None = None,
+        width: int = 512,
+        height: int = 512,
+        steps: int = 20,
+        cfg_scale: float = 7.0,
+        sampler: str = "euler",
+        scheduler: str = "normal",
+        seed: int | None = None,
+        batch_size: int = 1,
+        timeout: float | None = None,
+        progress: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_preview: PreviewCallback | None = None,
+    ) -> GenerationResult:
+        """Text to image. Every argument is validated before anything is sent."""
+        request = GenerationRequest.build(
+            prompt=prompt, negative_prompt=negative_prompt, model=model, width=width,
+            height=height, steps=steps, cfg_scale=cfg_scale, sampler=sampler,
+            scheduler=scheduler, seed=seed, batch_size=batch_size,
+        )  # fmt: skip
+        return await self.generate_request(
+            request, timeout=timeout, progress=progress, on_progress=on_progress,
+            on_preview=on_preview,
+        )  # fmt: skip
+
+    async def generate_request(
+        self,
+        request: GenerationRequest,
+        *,
+        timeout: float | None = None,
+        progress: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_preview: PreviewCallback | None = None,
+    ) -> GenerationResult:
+        """Run one validated :class:`GenerationRequest` (txt2img)."""
+        resolved = await self.resolve_request(request)
+        assert resolved.model is not None and resolved.seed is not None
+        workflow = recipes.txt2img(
+            prompt=resolved.prompt, negative_prompt=resolved.negative_prompt,
+            model=resolved.model, width=resolved.width, height=resolved.height,
+            steps=resolved.steps, cfg_scale=resolved.cfg_scale, sampler=resolved.sampler,
+            scheduler=resolved.scheduler, seed=resolved.seed, batch_size=resolved.batch_size,
+        )  # fmt: skip
+        return await self._run_recipe(
+            workflow, request=resolved, timeout=timeout, progress=progress,
+            on_progress=on_progress, on_preview=on_preview, kind="txt2img",
+        )  # fmt: skip
+
+    async def img2img(
+        self,
+        image: ImageInput,
+        prompt: str,
+        *,
+        denoise: float = 0.75,
+        negative_prompt: str = "",
+        model: str | None = None,
+        steps: int = 20,
+        cfg_scale: float = 7.0,
+        sampler: str = "euler",
+        scheduler: str = "normal",
+        seed: int | None = None,
+        batch_size: int = 1,
+        timeout: float | None = None,
+        progress: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_preview: PreviewCallback | None = None,
+    ) -> GenerationResult:
+        """Image to image: ``image`` (bytes, path, PIL image or an uploaded file) is uploaded and
+        re-sampled with ``denoise`` (0 keeps it, 1 replaces it)."""
+        request = GenerationRequest.build(
+            prompt=prompt, negative_prompt=negative_prompt, model=model, steps=steps,
+            cfg_scale=cfg_scale, sampler=sampler, scheduler=scheduler, seed=seed,
+            batch_size=batch_size, denoise=denoise,
+        )  # fmt: skip
+        resolved = await self.resolve_request(request)
+        assert resolved.model is not None and resolved.seed is not None
+        ref = await self._image_ref(image)
+        workflow = recipes.img2img(
+            image=ref, prompt=resolved.prompt, negative_prompt=resolved.negative_prompt,
+            model=resolved.model, denoise=resolved.denoise, steps=resolved.steps,
+            cfg_scale=resolved.cfg_scale, sampler=resolved.sampler,
+            scheduler=resolved.scheduler, seed=resolved.seed, batch_size=resolved.batch_size,
+        )  # fmt: skip
+        return await self._run_recipe(
+            workflow, request=resolved, timeout=timeout, progress=progress,
+            on_progress=on_progress, on_preview=on_preview, kind="img2img",
+        )  # fmt: skip
+
+    async def inpaint(
+        self,
+        image: ImageInput,
+        mask: ImageInput,
+        prompt: str,
+        *,
+        denoise: float = 1.0,
+        mask_channel: str = "red",
+        negative_prompt: str = "",
+        model: str | None = None,
+        steps: int = 20,
+        cfg_scale: float = 7.0,
+        sampler: str = "euler",
+        scheduler: str = "normal",
+        seed: int | None = None,
+        timeout: float | None = None,
+        progress: bool = False,
+        on_progress: ProgressCallback | None = None,
+        on_preview: PreviewCallback | None = None,
+    ) -> GenerationResult:
+        """Repaint where ``mask`` is white (its ``mask_channel``); the rest of ``image`` stays."""
+        if mask_channel not in ("alpha", "red", "green", "blue"):
+            raise InputError(
+                f"mask_channel must be alpha, red, green or blue, not {mask_channel!r}"
+            )
+        request = GenerationRequest.build(
+            prompt=prompt, negative_prompt=negative_prompt, model=model, steps=steps,
+            cfg_scale=cfg_scale, sampler=sampler, scheduler=scheduler, seed=seed,
+            denoise=denoise,
+        )  # fmt: skip
+        resolved = await self.resolve_request(request)
+        assert resolved.model is not None and resolved.seed is not None
+        image_ref = await self._image_ref(image)
+        mask_ref = await self._image_ref(mask)
+        workflow = recipes.inpaint(
+            image=image_ref, mask=mask_ref, mask_channel=mask_channel, prompt=resolved.prompt,
+            negative_prompt=resolved.negative_prompt, model=resolved.model,
+            denoise=resolved.denoise, steps=resolved.steps, cfg_scale=resolved.cfg_scale,
+            sampler=resolved.sampler, scheduler=resolved.scheduler, seed=resolved.seed,
+        )  # fmt: skip
+        return await self._run_recipe(
+            workflow, request=resolved, timeout=timeout, progress=progress,
+            on_progress=on_progress, on_preview=on_preview, kind="inpaint",
+        )  # fmt: skip
+
+    async def upscale(
+        self,
+        image: ImageInput,
+        *,
+        scale_by: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        method: str = "lanczos",
+        upscale_model: str | None = None,
+        timeout: float | None = None,
+    ) -> GenerationResult:
+        """Upscale an image (no model needed; or a named model from ``models/upscale_models``)."""
+        if upscale_model is not None:
+            available = await self.models("upscale_models")
+            if upscale_model not in available:
+                raise InputError(
+                    f"unknown upscale model {upscale_model!r}; available: "
+                    + (", ".join(available) or "none")
+                )
+        catalog = await self.catalog()
+        method = resolve_choice(
+            method,
+            catalog,
+            what="upscale method",
+            class_type="ImageScaleBy",
+            input_name="upscale_method",
+        )
+        ref = await self._image_ref(image)
+        workflow = recipes.upscale(
+            image=ref,
+            scale_by=scale_by,
+            width=width,
+            height=height,
+            method=method,
+            upscale_model=upscale_model,
+        )
+        return await self._run_recipe(
+            workflow, request=None, timeout=timeout, progress=False, on_progress=None,
+            on_preview=None, kind="upscale",
+        )  # fmt: skip
+
+    async def generate_batch(
+        self,
+        prompts: str | Sequence[str | GenerationRequest | Mapping[str, Any]],
+        *,
+        seeds: Sequence[int] | None = None,
+        timeout: float | None = None,
+        **common: Any,
+    ) -> BatchResult:
+        """Many generations at once: all are queued, then collected in input order.
+
+        ``prompts`` is a list of prompts (strings, dicts of :class:`GenerationRequest` fields, or
+        requests), or one prompt with ``seeds=[...]``. ``common`` fields apply to every item. An
+        item that fails (bad input, validation, execution) keeps its error in the
+        :class:`BatchResult`; the others still run.
+        """
+        batch = BatchResult(_batch_items(prompts, seeds, common))
+        submitted: list[tuple[BatchItem, GenerationRequest, Any]] = []
+        for item in batch:
+            if item.request is None:
+                continue
+            try:
+                resolved = await self.resolve_request(item.request)
+                assert resolved.model is not None and resolved.seed is not None
+                item.request = resolved
+                workflow = recipes.txt2img(
+                    prompt=resolved.prompt, negative_prompt=resolved.negative_prompt,
+                    model=resolved.model, width=resolved.width, height=resolved.height,
+                    steps=resolved.steps, cfg_scale=resolved.cfg_scale,
+                    sampler=resolved.sampler, scheduler=resolved.scheduler,
+                    seed=resolved.seed, batch_size=resolved.batch_size,
+                )  # fmt: skip
+                job = await self.submit(workflow, validate=True)
+                submitted.append((item, resolved, job))
+            except ComfyError as exc:
+                item.error = exc
+        for item, resolved, job in submitted:
+            try:
+                result = await job.result(timeout=timeout)
+                item.result = GenerationResult(
+                    prompt_id=job.prompt_id,
+                    seed=resolved.seed,
+                    files=[f for f in result.files if f.type == "output"] or result.files,
+                    metadata={
+                        "kind": "txt2img",
+                        "workflow": job.prompt,
+                        "request": resolved.model_dump(),
+                    },
+                    fetch=backend.blocking_fetch,
+                    image_bytes=await backend.prefetch(result.images),
+                )
+            except ComfyError as exc:
+                item.error = exc
+        return batch
+
+
+def _batch_items(
+    prompts: str | Sequence[str | GenerationRequest | Mapping[str, Any]],
+    seeds: Sequence[int] | None,
+    common: Mapping[str, Any],
+) -> list[BatchItem]:
+    """One item per prompt; an item whose fields are invalid carries its InputError."""
+    if isinstance(prompts, str):
+        if seeds is None:
+            raise InputError("generate_batch: give a list of prompts, or one prompt and seeds=")
+        items: list[Any] = [prompts] * len(seeds)
+    else:
+        items = list(prompts)
+        if seeds is not None and len(seeds) != len(items):
+            raise InputError(
+                f"generate_batch: {len(items)} prompts but {len(seeds)} seeds; give one per prompt"
+            )
+    if not items:
+        raise InputError("generate_batch: no prompts")
+    out = []
+    for n, item in enumerate(items):
+        fields: dict[str, Any]
+        if isinstance(item, GenerationRequest):
+            fields = {**common, **item.model_dump(exclude_unset=True)}
+        elif isinstance(item, Mapping):
+            fields = {**common, **dict(item)}
+        elif isinstance(item, str):
+            fields = {**common, "prompt": item}
+        else:
+            fields = {}
+        if seeds is not None:
+            fields["seed"] = seeds[n]
+        try:
+            if not fields:
+                raise InputError(
+                    f"expected a prompt, a dict or a request, got {type(item).__name__}"
+                )
+            out.append(BatchItem(n, GenerationRequest.build(**fields)))
+        except InputError as exc:
+            out.append(BatchItem(n, None, error=InputError(f"generate_batch item {n}: {exc}")))
+    return out
