@@ -568,7 +568,7 @@ def test_template_converts(path: Path, catalog: dict[str, NodeSpec]) -> None:
             ui_to_api(ui, catalog)
         assert all("not in the server's catalog" in p.reason for p in info.value.problems)
         assert {p.class_type for p in info.value.problems} == unknown
-        pytest.skip(f"node classes not in the 0.3.75 catalog: {sorted(unknown)}")
+        return  # refusing it, naming every missing class, is the expected behaviour
     api = ui_to_api(ui, catalog)
     assert is_api_prompt(api)
     assert any(catalog[n["class_type"]].output_node for n in api.values())
