@@ -37,7 +37,7 @@ _3D_EXT = {".glb", ".gltf", ".obj", ".fbx", ".stl", ".ply"}
 class ComfyModel(BaseModel):
     """Base of every server payload model: unknown fields are kept."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
 
 class SystemInfo(ComfyModel):

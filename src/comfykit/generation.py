@@ -56,7 +56,7 @@ MAX_SEED = 2**64 - 1
 class GenerationRequest(BaseModel):
     """What ``generate()`` takes, validated before anything is sent."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     prompt: str = Field(min_length=1, max_length=5000)
     negative_prompt: str = Field(default="", max_length=5000)

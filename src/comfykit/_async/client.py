@@ -15,7 +15,6 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from comfykit._async import _backend as backend
 from comfykit._async._stream import AsyncEventStream
@@ -63,6 +62,8 @@ from comfykit._uploads import FileInput, file_ref, read_upload, upload_form
 from comfykit._version import __version__
 
 if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
     from comfykit.graph import NodeCatalog
 
 __all__ = ["AsyncComfyClient"]
@@ -237,6 +238,8 @@ class AsyncComfyClient(AsyncGenerateMixin):
         stream: bool = False,
     ) -> httpx.Response:
         """Send a request with retries; map failures to comfykit errors."""
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
         if self._shared.closed:
             raise ComfyConnectionError("the client is closed")
         safe = method in ("GET", "HEAD", "OPTIONS") if idempotent is None else idempotent

@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from comfykit import recipes
 from comfykit._async import _backend as backend
 from comfykit._exceptions import ComfyError, InputError
 from comfykit._protocol.events import PreviewImage, Progress
@@ -24,13 +23,12 @@ from comfykit.generation import (
     resolve_choice,
     resolve_model,
 )
-from comfykit.graph import Workflow
 
 if TYPE_CHECKING:
     from comfykit._async.jobs import AsyncJob
     from comfykit._prompt import PromptInput
     from comfykit._types import UploadedFile
-    from comfykit.graph import NodeCatalog
+    from comfykit.graph import NodeCatalog, Workflow
 
 __all__ = ["AsyncGenerateMixin"]
 
@@ -202,6 +200,8 @@ class AsyncGenerateMixin:
         """Run one validated :class:`GenerationRequest` (txt2img)."""
         resolved = await self.resolve_request(request)
         assert resolved.model is not None and resolved.seed is not None
+        from comfykit import recipes
+
         workflow = recipes.txt2img(
             prompt=resolved.prompt, negative_prompt=resolved.negative_prompt,
             model=resolved.model, width=resolved.width, height=resolved.height,
@@ -242,6 +242,8 @@ class AsyncGenerateMixin:
         resolved = await self.resolve_request(request)
         assert resolved.model is not None and resolved.seed is not None
         ref = await self._image_ref(image)
+        from comfykit import recipes
+
         workflow = recipes.img2img(
             image=ref, prompt=resolved.prompt, negative_prompt=resolved.negative_prompt,
             model=resolved.model, denoise=resolved.denoise, steps=resolved.steps,
@@ -287,6 +289,8 @@ class AsyncGenerateMixin:
         assert resolved.model is not None and resolved.seed is not None
         image_ref = await self._image_ref(image)
         mask_ref = await self._image_ref(mask)
+        from comfykit import recipes
+
         workflow = recipes.inpaint(
             image=image_ref, mask=mask_ref, mask_channel=mask_channel, prompt=resolved.prompt,
             negative_prompt=resolved.negative_prompt, model=resolved.model,
@@ -326,6 +330,8 @@ class AsyncGenerateMixin:
             input_name="upscale_method",
         )
         ref = await self._image_ref(image)
+        from comfykit import recipes
+
         workflow = recipes.upscale(
             image=ref,
             scale_by=scale_by,
@@ -354,6 +360,8 @@ class AsyncGenerateMixin:
         item that fails (bad input, validation, execution) keeps its error in the
         :class:`BatchResult`; the others still run.
         """
+        from comfykit import recipes
+
         batch = BatchResult(_batch_items(prompts, seeds, common))
         submitted: list[tuple[BatchItem, GenerationRequest, Any]] = []
         for item in batch:

@@ -46,7 +46,7 @@ __all__ = [
 class EventBase(BaseModel):
     """Base of every event; unknown fields are kept."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     type: str
     prompt_id: str | None = None
@@ -102,7 +102,7 @@ class Progress(EventBase):
 class NodeProgress(BaseModel):
     """One node's entry in a :class:`ProgressState`."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     value: float = 0
     max: float = 0

@@ -16,7 +16,6 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import httpx
-from tenacity import Retrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from comfykit._sync import _backend as backend
 from comfykit._sync._stream import EventStream
@@ -64,6 +63,8 @@ from comfykit._uploads import FileInput, file_ref, read_upload, upload_form
 from comfykit._version import __version__
 
 if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
     from comfykit.graph import NodeCatalog
 
 __all__ = ["ComfyClient"]
@@ -238,6 +239,8 @@ class ComfyClient(AsyncGenerateMixin):
         stream: bool = False,
     ) -> httpx.Response:
         """Send a request with retries; map failures to comfykit errors."""
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
         if self._shared.closed:
             raise ComfyConnectionError("the client is closed")
         safe = method in ("GET", "HEAD", "OPTIONS") if idempotent is None else idempotent
