@@ -236,8 +236,10 @@ class AsyncComfyClient(AsyncGenerateMixin):
         idempotent: bool | None = None,
         timeout: httpx.Timeout | NotGiven = NOT_GIVEN,
         stream: bool = False,
+        retries: int | None = None,
     ) -> httpx.Response:
-        """Send a request with retries; map failures to comfykit errors."""
+        """Send a request with retries (``retries`` overrides ``max_retries``); map failures to
+        comfykit errors."""
         from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
         if self._shared.closed:
@@ -271,7 +273,9 @@ class AsyncComfyClient(AsyncGenerateMixin):
         response: httpx.Response
         try:
             async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self._options.max_retries + 1),
+                stop=stop_after_attempt(
+                    (self._options.max_retries if retries is None else retries) + 1
+                ),
                 wait=self._wait,
                 retry=retry_if_exception(should_retry),
                 reraise=True,
@@ -448,9 +452,13 @@ class AsyncComfyClient(AsyncGenerateMixin):
             if isinstance(dest, (str, Path)):
                 path = Path(dest)
                 tmp = path.with_name(path.name + ".part")
-                with open(tmp, "wb") as fh:
-                    async for chunk in response.aiter_bytes():
-                        fh.write(chunk)
+                try:
+                    with open(tmp, "wb") as fh:
+                        async for chunk in response.aiter_bytes():
+                            fh.write(chunk)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
                 tmp.replace(path)
                 return path
             async for chunk in response.aiter_bytes():
@@ -571,7 +579,10 @@ class AsyncComfyClient(AsyncGenerateMixin):
         attempts = self._options.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                response = await self._request("POST", "/prompt", json=body, idempotent=False)
+                # One attempt per loop: this loop owns the retries, checking the id in between.
+                response = await self._request(
+                    "POST", "/prompt", json=body, idempotent=False, retries=0
+                )
             except ComfyConnectionError as exc:
                 cause = exc.__cause__
                 maybe_sent = isinstance(cause, _MAY_BE_SENT)

@@ -71,7 +71,7 @@ class ExecutionStart(EventBase):
     """The prompt started executing."""
 
     type: Literal["execution_start"] = "execution_start"
-    timestamp: int | None = None
+    timestamp: int | float | None = None
 
 
 class ExecutionCached(EventBase):
@@ -79,7 +79,7 @@ class ExecutionCached(EventBase):
 
     type: Literal["execution_cached"] = "execution_cached"
     nodes: list[str] = Field(default_factory=list)
-    timestamp: int | None = None
+    timestamp: int | float | None = None
 
 
 class Executing(EventBase):
@@ -133,7 +133,7 @@ class ExecutionSuccess(EventBase):
     """The prompt finished without error (history may not be written yet)."""
 
     type: Literal["execution_success"] = "execution_success"
-    timestamp: int | None = None
+    timestamp: int | float | None = None
 
 
 class ExecutionErrorEvent(EventBase):
@@ -148,7 +148,7 @@ class ExecutionErrorEvent(EventBase):
     traceback: list[str] = Field(default_factory=list)
     current_inputs: Any = None
     current_outputs: Any = None
-    timestamp: int | None = None
+    timestamp: int | float | None = None
 
 
 class ExecutionInterrupted(EventBase):
@@ -158,7 +158,7 @@ class ExecutionInterrupted(EventBase):
     node_id: str | None = None
     node_type: str | None = None
     executed: list[str] = Field(default_factory=list)
-    timestamp: int | None = None
+    timestamp: int | float | None = None
 
 
 class Logs(EventBase):
@@ -257,8 +257,9 @@ def parse_event(message: Any) -> Event:
         return UnknownEvent(type="invalid", data=message)
     try:
         if etype == "status" and isinstance(data, dict):
-            status = data.get("status") or {}
-            remaining = (status.get("exec_info") or {}).get("queue_remaining")
+            status = data.get("status")
+            info = status.get("exec_info") if isinstance(status, dict) else None
+            remaining = info.get("queue_remaining") if isinstance(info, dict) else None
             return Status(queue_remaining=remaining, sid=data.get("sid"))
         if etype == "feature_flags" and isinstance(data, dict):
             return FeatureFlags(flags=data)
@@ -274,7 +275,7 @@ def parse_text(frame: str) -> Event:
     """Parse a text frame; malformed JSON becomes an :class:`UnknownEvent` of type ``invalid``."""
     try:
         message = json.loads(frame)
-    except ValueError:
+    except (ValueError, RecursionError):
         return UnknownEvent(type="invalid", data=frame)
     return parse_event(message)
 
@@ -308,6 +309,6 @@ def parse_binary(frame: bytes) -> BinaryEvent:
                     parent_node_id=meta.get("parent_node_id"),
                     real_node_id=meta.get("real_node_id"),
                 )
-    except (ValueError, ValidationError, UnicodeDecodeError):
+    except (ValueError, ValidationError, UnicodeDecodeError, RecursionError):
         pass
     return UnknownBinary(event_type=etype, payload=bytes(body))

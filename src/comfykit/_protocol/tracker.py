@@ -82,8 +82,8 @@ class JobTracker:
         self.error: ComfyError | None = None
         self.current_node: str | None = None
         self.last_progress: Progress | None = None
-        self.started_at: int | None = None
-        self.ended_at: int | None = None
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
         self.cancel_requested = False
 
     # -- feeding -------------------------------------------------------------------------
@@ -117,14 +117,21 @@ class JobTracker:
         self.history = entry
         if entry.outputs:
             self.outputs = {k: dict(v) for k, v in entry.outputs.items()}
-        if self.terminal is None and entry.status is not None:
-            for name, data in reversed(entry.status.messages):
+        status = entry.status
+        if status is not None and not self.cached_nodes:
+            for name, data in status.messages:
+                if name == "execution_cached" and isinstance(data, dict):
+                    self.cached_nodes = [str(n) for n in data.get("nodes") or []]
+        if self.terminal is None and status is not None:
+            # Catching up (reconnect or polling): replay the terminal message as its event.
+            for name, data in reversed(status.messages):
                 if name in ("execution_success", "execution_error", "execution_interrupted"):
                     event = parse_event({"type": name, "data": data})
-                    self.feed(event)
+                    if isinstance(event, _TERMINAL):
+                        self.feed(event)
                     break
-            else:
-                success = entry.status.status_str == "success"
+            if self.terminal is None:
+                success = status.status_str == "success"
                 self.status = JobStatus.SUCCEEDED if success else JobStatus.FAILED
         self.finished_executing = True
 

@@ -237,8 +237,10 @@ class ComfyClient(AsyncGenerateMixin):
         idempotent: bool | None = None,
         timeout: httpx.Timeout | NotGiven = NOT_GIVEN,
         stream: bool = False,
+        retries: int | None = None,
     ) -> httpx.Response:
-        """Send a request with retries; map failures to comfykit errors."""
+        """Send a request with retries (``retries`` overrides ``max_retries``); map failures to
+        comfykit errors."""
         from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
         if self._shared.closed:
@@ -272,7 +274,9 @@ class ComfyClient(AsyncGenerateMixin):
         response: httpx.Response
         try:
             for attempt in Retrying(
-                stop=stop_after_attempt(self._options.max_retries + 1),
+                stop=stop_after_attempt(
+                    (self._options.max_retries if retries is None else retries) + 1
+                ),
                 wait=self._wait,
                 retry=retry_if_exception(should_retry),
                 reraise=True,
@@ -449,9 +453,13 @@ class ComfyClient(AsyncGenerateMixin):
             if isinstance(dest, (str, Path)):
                 path = Path(dest)
                 tmp = path.with_name(path.name + ".part")
-                with open(tmp, "wb") as fh:
-                    for chunk in response.iter_bytes():
-                        fh.write(chunk)
+                try:
+                    with open(tmp, "wb") as fh:
+                        for chunk in response.iter_bytes():
+                            fh.write(chunk)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
                 tmp.replace(path)
                 return path
             for chunk in response.iter_bytes():
@@ -572,7 +580,10 @@ class ComfyClient(AsyncGenerateMixin):
         attempts = self._options.max_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                response = self._request("POST", "/prompt", json=body, idempotent=False)
+                # One attempt per loop: this loop owns the retries, checking the id in between.
+                response = self._request(
+                    "POST", "/prompt", json=body, idempotent=False, retries=0
+                )
             except ComfyConnectionError as exc:
                 cause = exc.__cause__
                 maybe_sent = isinstance(cause, _MAY_BE_SENT)
