@@ -2,20 +2,25 @@
 
 Uses the ComfyUI at ``$COMFYUI_URL``; without it, starts a local CPU ComfyUI (built once into
 ``~/.cache/comfykit``) whose checkpoint has random weights, so the picture is noise. Point
-``COMFYUI_URL`` at a server with real models (and set ``COMFYKIT_MODEL`` to a checkpoint name) to
-get a real picture.
+``COMFYUI_URL`` at a server with real models (and set ``COMFYKIT_MODEL`` to a checkpoint name when
+it has several) to get a real picture::
+
+    python examples/quickstart.py
+    python examples/quickstart.py --prompt "a red fox in the snow" --width 768 --steps 30
+
+Images are written to ``$COMFYKIT_OUT`` (default ``out/``).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
-import random
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from comfykit import ComfyClient
+from comfykit import ComfyClient, InputError
 
 OUT = Path(os.environ.get("COMFYKIT_OUT", "out"))
 
@@ -34,42 +39,36 @@ def comfyui_url() -> Iterator[str]:
         yield server.url
 
 
-def txt2img(model: str, prompt: str, seed: int) -> dict[str, dict[str, object]]:
-    """The classic txt2img graph in API format."""
-    return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": model}},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": prompt, "clip": ["1", 1]}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["1", 1]}},
-        "4": {"class_type": "EmptyLatentImage",
-              "inputs": {"width": 512, "height": 512, "batch_size": 1}},
-        "5": {"class_type": "KSampler",
-              "inputs": {"model": ["1", 0], "positive": ["2", 0], "negative": ["3", 0],
-                         "latent_image": ["4", 0], "seed": seed, "steps": 20, "cfg": 7.0,
-                         "sampler_name": "euler_ancestral", "scheduler": "normal",
-                         "denoise": 1.0}},
-        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
-        "7": {"class_type": "SaveImage",
-              "inputs": {"images": ["6", 0], "filename_prefix": "comfykit/quickstart"}},
-    }
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Generate one image into ``out/``."""
+    parser = argparse.ArgumentParser(description="Generate an image with comfykit.")
+    parser.add_argument("--prompt", default="a lighthouse at dusk, oil painting")
+    parser.add_argument("--width", type=int, default=512)
+    parser.add_argument("--height", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args(argv)
+
     with comfyui_url() as url, ComfyClient(url) as comfy:
         stats = comfy.system_stats()
         print(f"ComfyUI {stats.system.comfyui_version} at {url}")
-        checkpoints = comfy.models("checkpoints")
-        model = os.environ.get("COMFYKIT_MODEL") or (checkpoints[0] if checkpoints else None)
-        if model is None:
-            print("the server has no checkpoint in models/checkpoints", file=sys.stderr)
-            return 1
-        seed = random.randrange(2**32)
-        job = comfy.submit(txt2img(model, "a lighthouse at dusk, oil painting", seed))
-        result = job.result(timeout=600)
-        OUT.mkdir(parents=True, exist_ok=True)
-        for image in result.images:
-            path = image.save(OUT)
-            print(f"wrote {path} (model {model}, seed {seed})")
+        try:
+            result = comfy.generate(
+                args.prompt,
+                negative_prompt="blurry",
+                model=os.environ.get("COMFYKIT_MODEL"),  # None: the server's only checkpoint
+                width=args.width,
+                height=args.height,
+                steps=args.steps,
+                sampler="euler_a",
+                progress=sys.stderr.isatty(),
+            )
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        model = result.metadata["request"]["model"]
+        # Inside the `with`: the blocking client downloads the images on first use.
+        for path in result.save(OUT):
+            print(f"wrote {path} (model {model}, seed {result.seed})")
     return 0
 
 

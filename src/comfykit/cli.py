@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import os
 import sys
@@ -220,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     codegen.add_argument(
         "-o", "--output", type=Path, default=None, help="where to write (default: stdout)"
+    )
+    codegen.add_argument(
+        "--max-literal",
+        type=int,
+        default=256,
+        metavar="N",
+        help="type combos with more than N choices as str instead of a Literal (default 256)",
     )
     codegen.set_defaults(handler=_cmd_codegen)
 
@@ -518,14 +524,15 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_codegen(args: argparse.Namespace) -> int:
-    try:
-        codegen = importlib.import_module("comfykit.graph.codegen")
-    except ImportError as exc:
-        raise ComfyError(
-            "codegen is not available in this comfykit installation (no comfykit.graph.codegen)"
-        ) from exc
-    render: Callable[[NodeCatalog], str] = codegen.render_stubs
-    _write_text(render(_catalog(args)), args.output)
+    from comfykit.graph.codegen import render_stubs
+
+    if args.max_literal < 0:
+        raise InputError(f"--max-literal must be >= 0, got {args.max_literal}")
+    source = f"the snapshot {args.catalog.name}" if args.catalog is not None else _url(args)
+    text = render_stubs(
+        _catalog(args), module_doc=f"Source: {source}.", max_literal=args.max_literal
+    )
+    _write_text(text, args.output)
     return EXIT_OK
 
 
