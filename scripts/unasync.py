@@ -29,6 +29,7 @@ SUBS: list[tuple[str, str]] = [
     (r"\bAsyncOutputFile\b", "OutputFile"),
     (r"\bAsyncResult\b", "Result"),
     (r"\bAsyncJob\b", "Job"),
+    (r"\bAsyncGenerateMixin\b", "GenerateMixin"),
     (r"\bAsyncRetrying\b", "Retrying"),
     (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
     (r"\bAsyncIterator\b", "Iterator"),

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from comfykit._exceptions import ComfyError, InputError
+from comfykit._exceptions import ComfyConnectionError, ComfyError, InputError
 from comfykit._protocol.events import Event, PreviewImage, Progress
 from comfykit._types import FileRef
 
@@ -75,7 +75,7 @@ class GenerationRequest(BaseModel):
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("prompt must not be blank")
+            raise ValueError("must not be blank")
         return value
 
     @field_validator("width", "height")
@@ -191,7 +191,13 @@ class GenerationResult:
         if self._bytes is None:
             if self._fetch is None:
                 raise InputError("this result has no way to download its images")
-            self._bytes = [self._fetch(f) for f in self.image_files]
+            try:
+                self._bytes = [self._fetch(f) for f in self.image_files]
+            except ComfyConnectionError as exc:
+                raise ComfyConnectionError(
+                    f"cannot download the result's images ({exc}); a blocking client's results "
+                    "download on first use, so read result.images before closing the client"
+                ) from exc
         return self._bytes
 
     @property
@@ -356,7 +362,7 @@ class ProgressReporter:
         if self._bar is None or getattr(self._bar, "total", None) != total:
             self.close()
             self._bar = _make_bar(total, self._description)
-        self._bar.n = int(event.value)
+        self._bar.update(int(event.value) - self._bar.n)  # keeps tqdm's rate right
         self._bar.refresh()
 
     def close(self) -> None:
@@ -371,6 +377,9 @@ class _LineBar:
         self.total = total
         self.n = 0
         self.desc = desc
+
+    def update(self, n: int) -> None:
+        self.n += n
 
     def refresh(self) -> None:
         sys.stderr.write(f"\r{self.desc}: {self.n}/{self.total or '?'}")

@@ -9,20 +9,22 @@ what they send can be inspected, modified and submitted by hand::
 
 Node titles are stable and can be used with ``wf.node(title)``: ``Checkpoint``, ``Positive``,
 ``Negative``, ``Latent``, ``Sampler``, ``Decode``, ``Save``; ``Image``, ``Mask``, ``Encode``,
-``Noise mask``, ``Upscale model``, ``Upscale`` in the image recipes.
+``Noise mask``, ``Batch`` (``RepeatLatentBatch``), ``Upscale model``, ``Model``
+(``ImageUpscaleWithModel``) and ``Upscale`` in the image recipes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from comfykit._exceptions import InputError
 from comfykit.graph import NodeOutput, Workflow
 
 if TYPE_CHECKING:
+    from comfykit.generation import GenerationRequest
     from comfykit.graph import NodeCatalog
 
-__all__ = ["img2img", "inpaint", "txt2img", "upscale"]
+__all__ = ["from_request", "img2img", "inpaint", "txt2img", "upscale", "upscale_size"]
 
 
 def _sampling(
@@ -187,16 +189,7 @@ def upscale(
     With ``upscale_model`` (a file in ``models/upscale_models``) the model's own factor applies,
     then ``scale_by`` or ``width``/``height`` when given.
     """
-    if width is not None or height is not None:
-        if not width or not height or width < 1 or height < 1:
-            raise InputError("upscale: give both width and height (positive), or scale_by")
-        if scale_by is not None:
-            raise InputError("upscale: give scale_by or width/height, not both")
-    else:
-        if scale_by is None and upscale_model is None:
-            scale_by = 2.0
-        if scale_by is not None and not 0.01 <= scale_by <= 8.0:
-            raise InputError(f"upscale: scale_by must be between 0.01 and 8, got {scale_by!r}")
+    scale_by = upscale_size(scale_by, width, height, upscale_model)
     wf = Workflow(catalog)
     pixels = wf.add("LoadImage", image=image, title="Image").out(0)
     if upscale_model is not None:
@@ -216,3 +209,55 @@ def upscale(
         ).out(0)  # fmt: skip
     wf.add("SaveImage", images=pixels, filename_prefix=filename_prefix, title="Save")
     return wf
+
+
+def upscale_size(
+    scale_by: float | None, width: int | None, height: int | None, upscale_model: str | None
+) -> float | None:
+    """Check an upscale's size arguments; return the factor to apply (``None``: to a size, or
+    the model's own factor only)."""
+    if width is not None or height is not None:
+        if not width or not height or width < 1 or height < 1:
+            raise InputError("upscale: give both width and height (positive), or scale_by")
+        if scale_by is not None:
+            raise InputError("upscale: give scale_by or width/height, not both")
+        return None
+    if scale_by is None and upscale_model is None:
+        scale_by = 2.0
+    if scale_by is not None and not 0.01 <= scale_by <= 8.0:
+        raise InputError(f"upscale: scale_by must be between 0.01 and 8, got {scale_by!r}")
+    return scale_by
+
+
+def from_request(
+    request: GenerationRequest,
+    *,
+    image: str | None = None,
+    mask: str | None = None,
+    mask_channel: str = "red",
+    catalog: NodeCatalog | None = None,
+) -> Workflow:
+    """The graph for a resolved request: txt2img, img2img with ``image``, inpaint with both."""
+    if request.model is None or request.seed is None:
+        raise InputError("from_request needs a resolved request (model and seed set)")
+    common: dict[str, Any] = {
+        "prompt": request.prompt,
+        "negative_prompt": request.negative_prompt,
+        "model": request.model,
+        "steps": request.steps,
+        "cfg_scale": request.cfg_scale,
+        "sampler": request.sampler,
+        "scheduler": request.scheduler,
+        "seed": request.seed,
+        "batch_size": request.batch_size,
+        "catalog": catalog,
+    }
+    if image is None:
+        if mask is not None:
+            raise InputError("a mask needs an image to inpaint")
+        return txt2img(width=request.width, height=request.height, **common)
+    if mask is None:
+        return img2img(image=image, denoise=request.denoise, **common)
+    return inpaint(
+        image=image, mask=mask, mask_channel=mask_channel, denoise=request.denoise, **common
+    )

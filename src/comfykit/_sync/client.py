@@ -19,7 +19,7 @@ import httpx
 
 from comfykit._sync import _backend as backend
 from comfykit._sync._stream import EventStream
-from comfykit._sync.generate import AsyncGenerateMixin
+from comfykit._sync.generate import GenerateMixin
 from comfykit._sync.jobs import Job
 from comfykit._config import (
     DEFAULT_TIMEOUT,
@@ -99,7 +99,7 @@ class _Shared:
         self.closed = False
 
 
-class ComfyClient(AsyncGenerateMixin):
+class ComfyClient(GenerateMixin):
     """Blocking client for one ComfyUI server.
 
     Args:

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfykit._sync import _backend as backend
-from comfykit._exceptions import ComfyError, InputError
+from comfykit._sync.jobs import Job
+from comfykit._exceptions import ComfyError, InputError, NotFoundError
 from comfykit._protocol.events import PreviewImage, Progress
 from comfykit._types import FileRef
 from comfykit._uploads import FileInput, file_ref
@@ -26,19 +27,20 @@ from comfykit.generation import (
 )
 
 if TYPE_CHECKING:
-    from comfykit._sync.jobs import Job
+    import httpx
+
     from comfykit._prompt import PromptInput
     from comfykit._types import UploadedFile
     from comfykit.graph import NodeCatalog, Workflow
 
-__all__ = ["AsyncGenerateMixin"]
+__all__ = ["GenerateMixin"]
 
 ProgressCallback = Callable[[Progress], None]
 PreviewCallback = Callable[[PreviewImage], None]
 ImageInput = FileInput | FileRef
 
 
-class AsyncGenerateMixin:
+class GenerateMixin:
     """The high-level calls of the client: ``generate``, ``img2img``, ``inpaint``, ``upscale``,
     ``generate_batch``. Each builds a :mod:`comfykit.recipes` graph and submits it."""
 
@@ -57,6 +59,11 @@ class AsyncGenerateMixin:
             overwrite: bool = False,
             type: str = "input",
         ) -> UploadedFile: ...
+
+        def _request(
+            self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+            stream: bool = False,
+        ) -> httpx.Response: ...
 
         def submit(
             self,
@@ -96,12 +103,21 @@ class AsyncGenerateMixin:
         )
 
     def _image_ref(self, image: ImageInput) -> str:
-        """A file already on the server (a ``FileRef`` or a ``"sub/name.png"`` string that is not
+        """A file already on the server (a ``FileRef``, or a ``"sub/name.png"`` string that is not
         a local file) is used as it is; anything else is uploaded first."""
         if isinstance(image, FileRef):
             return image.ref
         if isinstance(image, str) and not Path(image).is_file():
-            return file_ref(image, default_type="input").ref
+            ref = file_ref(image, default_type="input")
+            try:
+                response = self._request("GET", "/view", params=ref.view_params(),
+                                                stream=True)
+            except NotFoundError:
+                raise InputError(
+                    f"image {image!r} is neither a local file nor a file on the server"
+                ) from None
+            response.close()
+            return ref.ref
         uploaded = self.upload_image(image, subfolder="comfykit")
         return uploaded.ref
 
@@ -111,53 +127,38 @@ class AsyncGenerateMixin:
         *,
         request: GenerationRequest | None,
         timeout: float | None,
+        kind: str,
+        reporter: ProgressReporter | None = None,
+    ) -> GenerationResult:
+        started = time.time()
+        job = self.submit(workflow, validate=True)
+        return _collect(job, request=request, kind=kind, started=started,
+                              timeout=timeout, reporter=reporter)
+
+    def _generate(
+        self,
+        request: GenerationRequest,
+        *,
+        kind: str,
+        timeout: float | None,
         progress: bool,
         on_progress: ProgressCallback | None,
         on_preview: PreviewCallback | None,
-        kind: str,
+        image: ImageInput | None = None,
+        mask: ImageInput | None = None,
+        mask_channel: str = "red",
     ) -> GenerationResult:
-        client = self
-        reporter = ProgressReporter(
-            bar=progress, on_progress=on_progress, on_preview=on_preview, description=kind
-        )
-        started = time.time()
-        job = client.submit(workflow, validate=True)
-        try:
-            if reporter.active:
-                for event in job.events(timeout=timeout):
-                    reporter(event)
-            result = job.result(timeout=timeout)
-        finally:
-            reporter.close()
-        finished = time.time()
-        images = result.images
-        tracker = job._tracker
-        execution_ms = (
-            tracker.ended_at - tracker.started_at
-            if tracker.ended_at is not None and tracker.started_at is not None
-            else None
-        )
-        metadata: dict[str, Any] = {
-            "kind": kind,
-            "workflow": job.prompt,
-            "request": request.model_dump() if request is not None else None,
-            "files": [file_ref_of(f).model_dump() for f in result.files],
-            "timings": {
-                "submitted_at": started,
-                "finished_at": finished,
-                "seconds": finished - started,
-                "execution_ms": execution_ms,
-                "cached_nodes": list(result.cached_nodes),
-            },
-        }
-        return GenerationResult(
-            prompt_id=job.prompt_id,
-            seed=request.seed if request is not None else None,
-            files=[f for f in result.files if f.type == "output"] or result.files,
-            metadata=metadata,
-            fetch=backend.blocking_fetch,
-            image_bytes=backend.prefetch(images),
-        )
+        from comfykit import recipes
+
+        resolved = self.resolve_request(request)
+        image_ref = self._image_ref(image) if image is not None else None
+        mask_ref = self._image_ref(mask) if mask is not None else None
+        workflow = recipes.from_request(resolved, image=image_ref, mask=mask_ref,
+                                        mask_channel=mask_channel)
+        reporter = ProgressReporter(bar=progress, on_progress=on_progress,
+                                    on_preview=on_preview, description=kind)
+        return self._run_recipe(workflow, request=resolved, timeout=timeout, kind=kind,
+                                      reporter=reporter)
 
     def generate(
         self,
@@ -199,19 +200,9 @@ class AsyncGenerateMixin:
         on_preview: PreviewCallback | None = None,
     ) -> GenerationResult:
         """Run one validated :class:`GenerationRequest` (txt2img)."""
-        resolved = self.resolve_request(request)
-        assert resolved.model is not None and resolved.seed is not None
-        from comfykit import recipes
-
-        workflow = recipes.txt2img(
-            prompt=resolved.prompt, negative_prompt=resolved.negative_prompt,
-            model=resolved.model, width=resolved.width, height=resolved.height,
-            steps=resolved.steps, cfg_scale=resolved.cfg_scale, sampler=resolved.sampler,
-            scheduler=resolved.scheduler, seed=resolved.seed, batch_size=resolved.batch_size,
-        )  # fmt: skip
-        return self._run_recipe(
-            workflow, request=resolved, timeout=timeout, progress=progress,
-            on_progress=on_progress, on_preview=on_preview, kind="txt2img",
+        return self._generate(
+            request, kind="txt2img", timeout=timeout, progress=progress,
+            on_progress=on_progress, on_preview=on_preview,
         )  # fmt: skip
 
     def img2img(
@@ -233,27 +224,17 @@ class AsyncGenerateMixin:
         on_progress: ProgressCallback | None = None,
         on_preview: PreviewCallback | None = None,
     ) -> GenerationResult:
-        """Image to image: ``image`` (bytes, path, PIL image or an uploaded file) is uploaded and
-        re-sampled with ``denoise`` (0 keeps it, 1 replaces it)."""
+        """Image to image: ``image`` (bytes, a local path, a PIL image, or a file already on the
+        server) is re-sampled with ``denoise`` (0 keeps it, 1 replaces it); the output keeps its
+        size."""
         request = GenerationRequest.build(
             prompt=prompt, negative_prompt=negative_prompt, model=model, steps=steps,
             cfg_scale=cfg_scale, sampler=sampler, scheduler=scheduler, seed=seed,
             batch_size=batch_size, denoise=denoise,
         )  # fmt: skip
-        resolved = self.resolve_request(request)
-        assert resolved.model is not None and resolved.seed is not None
-        ref = self._image_ref(image)
-        from comfykit import recipes
-
-        workflow = recipes.img2img(
-            image=ref, prompt=resolved.prompt, negative_prompt=resolved.negative_prompt,
-            model=resolved.model, denoise=resolved.denoise, steps=resolved.steps,
-            cfg_scale=resolved.cfg_scale, sampler=resolved.sampler,
-            scheduler=resolved.scheduler, seed=resolved.seed, batch_size=resolved.batch_size,
-        )  # fmt: skip
-        return self._run_recipe(
-            workflow, request=resolved, timeout=timeout, progress=progress,
-            on_progress=on_progress, on_preview=on_preview, kind="img2img",
+        return self._generate(
+            request, kind="img2img", image=image, timeout=timeout, progress=progress,
+            on_progress=on_progress, on_preview=on_preview,
         )  # fmt: skip
 
     def inpaint(
@@ -271,6 +252,7 @@ class AsyncGenerateMixin:
         sampler: str = "euler",
         scheduler: str = "normal",
         seed: int | None = None,
+        batch_size: int = 1,
         timeout: float | None = None,
         progress: bool = False,
         on_progress: ProgressCallback | None = None,
@@ -284,23 +266,11 @@ class AsyncGenerateMixin:
         request = GenerationRequest.build(
             prompt=prompt, negative_prompt=negative_prompt, model=model, steps=steps,
             cfg_scale=cfg_scale, sampler=sampler, scheduler=scheduler, seed=seed,
-            denoise=denoise,
+            batch_size=batch_size, denoise=denoise,
         )  # fmt: skip
-        resolved = self.resolve_request(request)
-        assert resolved.model is not None and resolved.seed is not None
-        image_ref = self._image_ref(image)
-        mask_ref = self._image_ref(mask)
-        from comfykit import recipes
-
-        workflow = recipes.inpaint(
-            image=image_ref, mask=mask_ref, mask_channel=mask_channel, prompt=resolved.prompt,
-            negative_prompt=resolved.negative_prompt, model=resolved.model,
-            denoise=resolved.denoise, steps=resolved.steps, cfg_scale=resolved.cfg_scale,
-            sampler=resolved.sampler, scheduler=resolved.scheduler, seed=resolved.seed,
-        )  # fmt: skip
-        return self._run_recipe(
-            workflow, request=resolved, timeout=timeout, progress=progress,
-            on_progress=on_progress, on_preview=on_preview, kind="inpaint",
+        return self._generate(
+            request, kind="inpaint", image=image, mask=mask, mask_channel=mask_channel,
+            timeout=timeout, progress=progress, on_progress=on_progress, on_preview=on_preview,
         )  # fmt: skip
 
     def upscale(
@@ -315,6 +285,9 @@ class AsyncGenerateMixin:
         timeout: float | None = None,
     ) -> GenerationResult:
         """Upscale an image (no model needed; or a named model from ``models/upscale_models``)."""
+        from comfykit import recipes
+
+        recipes.upscale_size(scale_by, width, height, upscale_model)  # fail before any I/O
         if upscale_model is not None:
             available = self.models("upscale_models")
             if upscale_model not in available:
@@ -322,29 +295,12 @@ class AsyncGenerateMixin:
                     f"unknown upscale model {upscale_model!r}; available: "
                     + (", ".join(available) or "none")
                 )
-        catalog = self.catalog()
-        method = resolve_choice(
-            method,
-            catalog,
-            what="upscale method",
-            class_type="ImageScaleBy",
-            input_name="upscale_method",
-        )
+        method = resolve_choice(method, self.catalog(), what="upscale method",
+                                class_type="ImageScaleBy", input_name="upscale_method")
         ref = self._image_ref(image)
-        from comfykit import recipes
-
-        workflow = recipes.upscale(
-            image=ref,
-            scale_by=scale_by,
-            width=width,
-            height=height,
-            method=method,
-            upscale_model=upscale_model,
-        )
-        return self._run_recipe(
-            workflow, request=None, timeout=timeout, progress=False, on_progress=None,
-            on_preview=None, kind="upscale",
-        )  # fmt: skip
+        workflow = recipes.upscale(image=ref, scale_by=scale_by, width=width, height=height,
+                                   method=method, upscale_model=upscale_model)
+        return self._run_recipe(workflow, request=None, timeout=timeout, kind="upscale")
 
     def generate_batch(
         self,
@@ -364,43 +320,72 @@ class AsyncGenerateMixin:
         from comfykit import recipes
 
         batch = BatchResult(_batch_items(prompts, seeds, common))
-        submitted: list[tuple[BatchItem, GenerationRequest, Any]] = []
+        submitted: list[tuple[BatchItem, float, Job]] = []
         for item in batch:
             if item.request is None:
                 continue
             try:
-                resolved = self.resolve_request(item.request)
-                assert resolved.model is not None and resolved.seed is not None
-                item.request = resolved
-                workflow = recipes.txt2img(
-                    prompt=resolved.prompt, negative_prompt=resolved.negative_prompt,
-                    model=resolved.model, width=resolved.width, height=resolved.height,
-                    steps=resolved.steps, cfg_scale=resolved.cfg_scale,
-                    sampler=resolved.sampler, scheduler=resolved.scheduler,
-                    seed=resolved.seed, batch_size=resolved.batch_size,
-                )  # fmt: skip
-                job = self.submit(workflow, validate=True)
-                submitted.append((item, resolved, job))
+                item.request = self.resolve_request(item.request)
+                started = time.time()
+                job = self.submit(recipes.from_request(item.request), validate=True)
+                submitted.append((item, started, job))
             except ComfyError as exc:
                 item.error = exc
-        for item, resolved, job in submitted:
+        for item, started, job in submitted:
             try:
-                result = job.result(timeout=timeout)
-                item.result = GenerationResult(
-                    prompt_id=job.prompt_id,
-                    seed=resolved.seed,
-                    files=[f for f in result.files if f.type == "output"] or result.files,
-                    metadata={
-                        "kind": "txt2img",
-                        "workflow": job.prompt,
-                        "request": resolved.model_dump(),
-                    },
-                    fetch=backend.blocking_fetch,
-                    image_bytes=backend.prefetch(result.images),
-                )
+                item.result = _collect(job, request=item.request, kind="txt2img",
+                                             started=started, timeout=timeout)
             except ComfyError as exc:
                 item.error = exc
         return batch
+
+
+def _collect(
+    job: Job,
+    *,
+    request: GenerationRequest | None,
+    kind: str,
+    started: float,
+    timeout: float | None,
+    reporter: ProgressReporter | None = None,
+) -> GenerationResult:
+    """Wait for ``job`` (feeding ``reporter``) and wrap its outputs as a GenerationResult."""
+    try:
+        if reporter is not None and reporter.active:
+            for event in job.events(timeout=timeout):
+                reporter(event)
+        result = job.result(timeout=timeout)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    finished = time.time()
+    tracker = job._tracker
+    execution_ms = (
+        tracker.ended_at - tracker.started_at
+        if tracker.ended_at is not None and tracker.started_at is not None
+        else None
+    )
+    metadata: dict[str, Any] = {
+        "kind": kind,
+        "workflow": job.prompt,
+        "request": request.model_dump() if request is not None else None,
+        "files": [file_ref_of(f).model_dump() for f in result.files],
+        "timings": {
+            "submitted_at": started,
+            "finished_at": finished,
+            "seconds": finished - started,
+            "execution_ms": execution_ms,
+            "cached_nodes": list(result.cached_nodes),
+        },
+    }
+    return GenerationResult(
+        prompt_id=job.prompt_id,
+        seed=request.seed if request is not None else None,
+        files=[f for f in result.files if f.type == "output"] or result.files,
+        metadata=metadata,
+        fetch=backend.blocking_fetch,
+        image_bytes=backend.prefetch(result.images),
+    )
 
 
 def _batch_items(
