@@ -6,6 +6,8 @@
     comfykit run workflow.json --set "KSampler.seed=42" --set 6.text="a red fox" -o out/
     comfykit convert ui.json -o api.json [--url URL | --catalog snapshot.json]
     comfykit codegen -o nodes.py [--url URL | --catalog snapshot.json]
+    comfykit catalog -o snapshot.json
+    comfykit drift snapshot.json
     comfykit info
 
 ``--url`` defaults to ``$COMFYUI_URL``, then ``http://127.0.0.1:8188``. Results go to stdout
@@ -14,7 +16,8 @@ stderr. Errors print one readable message (no traceback) to stderr.
 
 Exit codes:
     0: success.
-    1: the job failed on the server (``ExecutionError``, ``JobInterrupted``, ``JobLost``).
+    1: the job failed on the server (``ExecutionError``, ``JobInterrupted``, ``JobLost``);
+       for ``drift``: the server's nodes differ from the snapshot.
     2: usage or bad input: bad arguments, ``InputError``, ``WorkflowError``,
        ``PromptValidationError``, an unreadable or malformed file.
     3: the server cannot be reached or did not answer in time (``ComfyConnectionError``,
@@ -228,6 +231,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="type combos with more than N choices as str instead of a Literal (default 256)",
     )
     codegen.set_defaults(handler=_cmd_codegen)
+
+    snapshot = sub.add_parser(
+        "catalog",
+        parents=[server],
+        help="save the server's node catalog as a snapshot (for --catalog and drift)",
+    )
+    snapshot.add_argument("-o", "--output", type=Path, required=True, help="snapshot file")
+    snapshot.set_defaults(handler=_cmd_catalog)
+
+    drift = sub.add_parser(
+        "drift",
+        parents=[server],
+        help="compare a saved catalog snapshot with the live server (exit 1 on drift)",
+    )
+    drift.add_argument("snapshot", type=Path, help="a snapshot written by 'comfykit catalog'")
+    drift.add_argument("--json", action="store_true", help="print JSON instead of text")
+    drift.add_argument(
+        "--choices",
+        action="store_true",
+        help="also report changed combo choices (file lists change whenever files do)",
+    )
+    drift.set_defaults(handler=_cmd_drift)
 
     info = sub.add_parser(
         "info",
@@ -534,6 +559,32 @@ def _cmd_codegen(args: argparse.Namespace) -> int:
     )
     _write_text(text, args.output)
     return EXIT_OK
+
+
+def _cmd_catalog(args: argparse.Namespace) -> int:
+    with _client(args) as comfy:
+        catalog = comfy.catalog(refresh=True)
+    catalog.save(args.output)
+    _note(f"wrote {args.output} ({len(catalog)} node classes, fingerprint {catalog.fingerprint[:12]})")
+    return EXIT_OK
+
+
+def _cmd_drift(args: argparse.Namespace) -> int:
+    from comfykit.graph import NodeCatalog
+
+    saved = NodeCatalog.load(args.snapshot)
+    with _client(args) as comfy:
+        live = comfy.catalog(refresh=True)
+    diff = saved.diff(live, choices=args.choices)
+    if args.json:
+        _out(json.dumps({
+            "added": sorted(diff.added),
+            "removed": sorted(diff.removed),
+            "changed": sorted(diff.changed),
+        }, indent=2))  # fmt: skip
+    else:
+        _out(str(diff) if diff else "no drift: the server's nodes match the snapshot")
+    return EXIT_JOB_FAILED if diff else EXIT_OK
 
 
 # --------------------------------------------------------------------------------------------

@@ -416,6 +416,39 @@ def test_codegen_writes_stubs(comfyui_url: str, tmp_path: Path, capsys: Capture)
 # -------------------------------------------------------------------------------- info
 
 
+def test_catalog_snapshot_and_drift(comfyui_url: str, tmp_path: Path, capsys: Capture) -> None:
+    snapshot = tmp_path / "catalog.json"
+    code, _, err = _run(["catalog", "--url", comfyui_url, "-o", str(snapshot)], capsys)
+    assert code == 0 and "node classes" in err
+    code, out, _ = _run(["drift", str(snapshot), "--url", comfyui_url], capsys)
+    assert (code, out.strip()) == (0, "no drift: the server's nodes match the snapshot")
+
+    data = json.loads(snapshot.read_text())
+    info = data["object_info"]
+    del info["ImageInvert"]
+    info["OnlyInTheSnapshot"] = dict(info["EmptyImage"], name="OnlyInTheSnapshot")
+    info["EmptyImage"]["input"]["required"]["width"][1]["max"] = 64
+    drifted = tmp_path / "drifted.json"
+    drifted.write_text(json.dumps(info))  # a plain /object_info dump loads too
+    code, out, _ = _run(["drift", str(drifted), "--url", comfyui_url, "--json"], capsys)
+    assert code == 1
+    report = json.loads(out)
+    assert report["added"] == ["ImageInvert"]
+    assert report["removed"] == ["OnlyInTheSnapshot"]
+    assert report["changed"] == ["EmptyImage"]
+    code, out, _ = _run(["drift", str(drifted), "--url", comfyui_url], capsys)
+    assert code == 1 and "ImageInvert" in out and "EmptyImage" in out
+
+    info = json.loads(snapshot.read_text())["object_info"]
+    info["ImageScale"]["input"]["required"]["upscale_method"][0].append("a-new-method")
+    choices_only = tmp_path / "choices.json"
+    choices_only.write_text(json.dumps(info))
+    code, _, _ = _run(["drift", str(choices_only), "--url", comfyui_url], capsys)
+    assert code == 0
+    code, out, _ = _run(["drift", str(choices_only), "--url", comfyui_url, "--choices"], capsys)
+    assert code == 1 and "ImageScale" in out
+
+
 def test_info_text_and_json(comfyui_url: str, capsys: Capture) -> None:
     code, out, err = _run(["info", "--url", comfyui_url], capsys)
     assert code == EXIT_OK, err

@@ -11,7 +11,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -307,13 +307,17 @@ class NodeCatalog(Mapping[str, NodeSpec]):
 
     # ------------------------------------------------------------------ drift
 
-    def diff(self, other: NodeCatalog) -> CatalogDiff:
-        """What changed from this catalog to ``other`` (e.g. a saved snapshot → the live server)."""
+    def diff(self, other: NodeCatalog, *, choices: bool = True) -> CatalogDiff:
+        """What changed from this catalog to ``other`` (e.g. a saved snapshot → the live server).
+
+        ``choices=False`` ignores changes to combo choices alone: many combos list files
+        (checkpoints, input images) and change whenever a file is added.
+        """
         added = tuple(sorted(set(other) - set(self)))
         removed = tuple(sorted(set(self) - set(other)))
         changed: dict[str, ClassChange] = {}
         for name in sorted(set(self) & set(other)):
-            change = _class_change(self._specs[name], other._specs[name])
+            change = _class_change(self._specs[name], other._specs[name], choices=choices)
             if change:
                 changed[name] = change
         return CatalogDiff(added, removed, changed)
@@ -360,13 +364,21 @@ class NodeCatalog(Mapping[str, NodeSpec]):
         return self._validator
 
 
-def _class_change(old: NodeSpec, new: NodeSpec) -> ClassChange:
+def _comparable(spec: InputSpec, choices: bool) -> InputSpec:
+    if choices or spec.choices is None:
+        return spec
+    options = {k: v for k, v in spec.options.items() if k not in ("options", "default")}
+    return replace(spec, choices=(), options=options)
+
+
+def _class_change(old: NodeSpec, new: NodeSpec, *, choices: bool = True) -> ClassChange:
     old_inputs = {spec.name: spec for spec in old.inputs}
     new_inputs = {spec.name: spec for spec in new.inputs}
     changed = {
         name: (old_inputs[name], new_inputs[name])
         for name in old_inputs
-        if name in new_inputs and old_inputs[name] != new_inputs[name]
+        if name in new_inputs
+        and _comparable(old_inputs[name], choices) != _comparable(new_inputs[name], choices)
     }
     return ClassChange(
         old.class_type,
