@@ -565,7 +565,10 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
     with _client(args) as comfy:
         catalog = comfy.catalog(refresh=True)
     catalog.save(args.output)
-    _note(f"wrote {args.output} ({len(catalog)} node classes, fingerprint {catalog.fingerprint[:12]})")
+    _note(
+        f"wrote {args.output} ({len(catalog)} node classes, "
+        f"fingerprint {catalog.fingerprint[:12]})"
+    )
     return EXIT_OK
 
 
