@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from comfykit import AsyncComfyClient
+from comfykit.testing import comfyui_url_or_local
 
 OUT = Path(os.environ.get("COMFYKIT_OUT", "out"))
 
@@ -30,19 +29,6 @@ PROMPTS = [
     "a city skyline at night, watercolor",
 ]
 
-
-@contextlib.contextmanager
-def comfyui_url() -> Iterator[str]:
-    """``$COMFYUI_URL``, or a local CPU ComfyUI started for the duration."""
-    url = os.environ.get("COMFYUI_URL")
-    if url:
-        yield url
-        return
-    from comfykit.testing import ComfyUIServer
-
-    print("COMFYUI_URL is not set: starting a local CPU ComfyUI (random-weight checkpoint)...")
-    with ComfyUIServer() as server:
-        yield server.url
 
 
 async def run(url: str, width: int, height: int, steps: int) -> int:
@@ -74,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=512)
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args(argv)
-    with comfyui_url() as url:
+    with comfyui_url_or_local() as url:
         return asyncio.run(run(url, args.width, args.height, args.steps))
 
 

@@ -13,30 +13,16 @@ written to ``$COMFYKIT_OUT`` (default ``out/``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 from comfykit import ComfyClient, FileRef
+from comfykit.testing import comfyui_url_or_local
 
 OUT = Path(os.environ.get("COMFYKIT_OUT", "out"))
 
-
-@contextlib.contextmanager
-def comfyui_url() -> Iterator[str]:
-    """``$COMFYUI_URL``, or a local CPU ComfyUI started for the duration."""
-    url = os.environ.get("COMFYUI_URL")
-    if url:
-        yield url
-        return
-    from comfykit.testing import ComfyUIServer
-
-    print("COMFYUI_URL is not set: starting a local CPU ComfyUI (random-weight checkpoint)...")
-    with ComfyUIServer() as server:
-        yield server.url
 
 
 def circle_mask(width: int, height: int) -> Image.Image:
@@ -60,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args(argv)
 
-    with comfyui_url() as url, ComfyClient(url) as comfy:
+    with comfyui_url_or_local() as url, ComfyClient(url) as comfy:
         if args.image is not None:
             source: Path | FileRef = args.image
             with Image.open(args.image) as img:

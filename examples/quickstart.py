@@ -14,29 +14,15 @@ Images are written to ``$COMFYKIT_OUT`` (default ``out/``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from comfykit import ComfyClient, InputError
+from comfykit.testing import comfyui_url_or_local
 
 OUT = Path(os.environ.get("COMFYKIT_OUT", "out"))
 
-
-@contextlib.contextmanager
-def comfyui_url() -> Iterator[str]:
-    """``$COMFYUI_URL``, or a local CPU ComfyUI started for the duration."""
-    url = os.environ.get("COMFYUI_URL")
-    if url:
-        yield url
-        return
-    from comfykit.testing import ComfyUIServer
-
-    print("COMFYUI_URL is not set: starting a local CPU ComfyUI (random-weight checkpoint)...")
-    with ComfyUIServer() as server:
-        yield server.url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args(argv)
 
-    with comfyui_url() as url, ComfyClient(url) as comfy:
+    with comfyui_url_or_local() as url, ComfyClient(url) as comfy:
         stats = comfy.system_stats()
         print(f"ComfyUI {stats.system.comfyui_version} at {url}")
         try:

@@ -14,10 +14,7 @@ interrupted, so nothing runs for real.
 
 from __future__ import annotations
 
-import glob
-import importlib.util
 import json
-import os
 import re
 import uuid
 from collections.abc import Iterator, Mapping
@@ -29,6 +26,8 @@ import pytest
 
 from comfykit.graph._spec import NodeSpec, parse_node_spec
 from comfykit.graph.ui_format import ui_to_api
+from tests.templates import TEMPLATES as ALL_TEMPLATES
+from tests.templates import snapshot_catalog, unknown_types
 
 _FILE_VALUE = re.compile(r"\.[A-Za-z0-9]{2,12}$")
 _MISSING_INPUT_FILE = re.compile(r"Invalid (image|video|audio) file")
@@ -45,61 +44,11 @@ STALE: dict[str, set[tuple[str, str, str]]] = {
 }
 
 
-def _template_dirs() -> list[Path]:
-    """``$COMFYKIT_TEMPLATES_DIR``, the comfykit test environment's venv, or this interpreter."""
-    roots: list[Path] = []
-    explicit = os.environ.get("COMFYKIT_TEMPLATES_DIR")
-    if explicit:
-        roots.append(Path(explicit))
-    else:
-        from comfykit.testing import COMFYUI_VERSION, default_cache_dir
-
-        venv = default_cache_dir() / f"comfyui-{COMFYUI_VERSION}" / "venv"
-        roots += [Path(p) for p in glob.glob(str(venv / "lib" / "python*" / "site-packages"))]
-        for media in ("image", "video", "api", "other"):
-            spec = importlib.util.find_spec(f"comfyui_workflow_templates_media_{media}")
-            if spec is not None and spec.origin is not None:
-                roots.append(Path(spec.origin).parent.parent)
-    dirs: list[Path] = []
-    for root in roots:
-        if root.name == "templates" and root.is_dir():
-            dirs.append(root)
-        dirs += sorted(root.glob("comfyui_workflow_templates_media_*/templates"))
-    return list(dict.fromkeys(dirs))
-
-
-def _templates() -> list[Path]:
-    files: dict[str, Path] = {}
-    for folder in _template_dirs():
-        for path in sorted(folder.glob("*.json")):
-            if not path.name.startswith("index"):
-                files.setdefault(path.name, path)
-    return sorted(files.values(), key=lambda p: p.name)
-
-
-def _unknown_types(ui: Mapping[str, Any], catalog: Mapping[str, NodeSpec]) -> set[str]:
-    defs = ui.get("definitions") or {}
-    graphs = [ui, *(defs.get("subgraphs") or [])]
-    virtual = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
-    known = {str(g.get("id")) for g in graphs[1:]} | virtual
-    return {
-        str(n["type"])
-        for g in graphs
-        for n in g.get("nodes") or []
-        if n.get("mode") not in (2, 4) and n["type"] not in known and n["type"] not in catalog
-    }
-
-
-def _snapshot_catalog() -> dict[str, NodeSpec]:
-    path = Path(__file__).parent.parent / "fixtures" / "object_info_0.3.75.json"
-    return {k: parse_node_spec(k, v) for k, v in json.loads(path.read_text()).items()}
-
-
-_SNAPSHOT = _snapshot_catalog()
 #: Templates whose nodes all exist on the 0.3.75 test server (the rest need audio nodes, which
 #: need torchaudio, or third-party node packs: tests/unit/graph/test_ui_format.py checks that
 #: converting those fails naming the missing classes).
-TEMPLATES = [p for p in _templates() if not _unknown_types(json.loads(p.read_text()), _SNAPSHOT)]
+_SNAPSHOT = snapshot_catalog()
+TEMPLATES = [p for p in ALL_TEMPLATES if not unknown_types(json.loads(p.read_text()), _SNAPSHOT)]
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +93,7 @@ def test_template_is_accepted_modulo_missing_files(
     path: Path, http: httpx.Client, live_catalog: dict[str, NodeSpec]
 ) -> None:
     ui = json.loads(path.read_text())
-    unknown = _unknown_types(ui, live_catalog)
+    unknown = unknown_types(ui, live_catalog)
     if unknown:  # only possible with --comfyui-url pointing at a server with fewer nodes
         pytest.skip(f"node classes this server lacks: {sorted(unknown)}")
     prompt = ui_to_api(ui, live_catalog)

@@ -19,7 +19,12 @@ from comfykit.testing._env import (
     default_cache_dir,
     ensure_comfyui_env,
 )
-from comfykit.testing._server import ComfyUIServer, ComfyUIStartError, free_port
+from comfykit.testing._server import (
+    ComfyUIServer,
+    ComfyUIStartError,
+    comfyui_url_or_local,
+    free_port,
+)
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -27,6 +32,7 @@ __all__ = [
     "ComfyUIEnv",
     "ComfyUIServer",
     "ComfyUIStartError",
+    "comfyui_url_or_local",
     "default_cache_dir",
     "ensure_comfyui_env",
     "free_port",

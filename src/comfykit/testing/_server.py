@@ -15,13 +15,14 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from comfykit.testing._env import CHECKPOINT_NAME, ComfyUIEnv, ensure_comfyui_env
 
-__all__ = ["ComfyUIServer", "ComfyUIStartError", "free_port"]
+__all__ = ["ComfyUIServer", "ComfyUIStartError", "comfyui_url_or_local", "free_port"]
 
 _LIVE: weakref.WeakSet[ComfyUIServer] = weakref.WeakSet()
 
@@ -287,6 +288,24 @@ class ComfyUIServer:
     def __repr__(self) -> str:
         state = "running" if self.is_running() else "stopped"
         return f"<ComfyUIServer {self.url} {state}>"
+
+
+@contextlib.contextmanager
+def comfyui_url_or_local(**server_options: Any) -> Iterator[str]:
+    """``$COMFYUI_URL`` when it is set; otherwise a local CPU ComfyUI, started for the duration.
+
+    The local server's checkpoint has random weights (its pictures are noise); it exists so that
+    examples and demos run anywhere. ``server_options`` go to :class:`ComfyUIServer`.
+    """
+    url = os.environ.get("COMFYUI_URL")
+    if url:
+        yield url
+        return
+    sys.stderr.write(
+        "COMFYUI_URL is not set: starting a local CPU ComfyUI (random-weight checkpoint)...\n"
+    )
+    with ComfyUIServer(**server_options) as server:
+        yield server.url
 
 
 @atexit.register

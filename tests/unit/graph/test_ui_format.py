@@ -4,11 +4,7 @@ ComfyUI workflow-template corpus."""
 from __future__ import annotations
 
 import copy
-import glob
-import importlib.util
 import json
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +13,7 @@ import pytest
 from comfykit._exceptions import WorkflowError
 from comfykit.graph._spec import NodeSpec, parse_node_spec
 from comfykit.graph.ui_format import is_api_prompt, is_ui_workflow, ui_to_api
+from tests.templates import TEMPLATES, unknown_types
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 UI = FIXTURES / "ui"
@@ -500,69 +497,12 @@ def _ui_node(
 # corpus: the workflow templates shipped with ComfyUI
 
 
-def _template_dirs() -> list[Path]:
-    """Where the ``comfyui_workflow_templates_media_*`` packages are installed.
-
-    ``$COMFYKIT_TEMPLATES_DIR`` (a site-packages folder or a templates folder), the comfykit
-    test environment's virtualenv, or this interpreter's site-packages.
-    """
-    roots: list[Path] = []
-    explicit = os.environ.get("COMFYKIT_TEMPLATES_DIR")
-    if explicit:
-        roots.append(Path(explicit))
-    else:
-        from comfykit.testing import COMFYUI_VERSION, default_cache_dir
-
-        venv = default_cache_dir() / f"comfyui-{COMFYUI_VERSION}" / "venv"
-        roots += [Path(p) for p in glob.glob(str(venv / "lib" / "python*" / "site-packages"))]
-        for media in ("image", "video", "api", "other"):
-            spec = importlib.util.find_spec(f"comfyui_workflow_templates_media_{media}")
-            if spec is not None and spec.origin is not None:
-                roots.append(Path(spec.origin).parent.parent)
-    dirs: list[Path] = []
-    for root in roots:
-        if root.name == "templates" and root.is_dir():
-            dirs.append(root)
-        dirs += sorted(root.glob("comfyui_workflow_templates_media_*/templates"))
-    return list(dict.fromkeys(dirs))
-
-
-def _templates() -> list[Path]:
-    files: dict[str, Path] = {}
-    for folder in _template_dirs():
-        for path in sorted(folder.glob("*.json")):
-            if not path.name.startswith("index"):
-                files.setdefault(path.name, path)
-    return sorted(files.values(), key=lambda p: p.name)
-
-
-TEMPLATES = _templates()
-
-
-def _unknown_types(ui: Mapping[str, Any], catalog: Mapping[str, NodeSpec]) -> set[str]:
-    """Classes of active nodes that the catalog lacks (virtual and subgraph types excluded)."""
-    defs = ui.get("definitions") or {}
-    graphs = [ui, *(defs.get("subgraphs") or [])]
-    known = {str(g.get("id")) for g in graphs[1:]} | {
-        "Note",
-        "MarkdownNote",
-        "Reroute",
-        "PrimitiveNode",
-    }
-    return {
-        str(n["type"])
-        for g in graphs
-        for n in g.get("nodes") or []
-        if n.get("mode") not in (2, 4) and n["type"] not in known and n["type"] not in catalog
-    }
-
-
 @pytest.mark.skipif(not TEMPLATES, reason="workflow template packages not found")
 @pytest.mark.parametrize("path", TEMPLATES, ids=[p.name for p in TEMPLATES])
 def test_template_converts(path: Path, catalog: dict[str, NodeSpec]) -> None:
     ui = json.loads(path.read_text())
     assert is_ui_workflow(ui)
-    unknown = _unknown_types(ui, catalog)
+    unknown = unknown_types(ui, catalog)
     if unknown:
         with pytest.raises(WorkflowError) as info:
             ui_to_api(ui, catalog)
@@ -590,7 +530,7 @@ def test_template_corpus_counts(catalog: dict[str, NodeSpec]) -> None:
     failed: list[str] = []
     for path in TEMPLATES:
         ui = json.loads(path.read_text())
-        if _unknown_types(ui, catalog):
+        if unknown_types(ui, catalog):
             skipped += 1
             continue
         try:
