@@ -216,14 +216,6 @@ class AsyncComfyClient(AsyncGenerateMixin):
         return f"<{type(self).__name__} {self.base_url}>"
 
     # -- HTTP -----------------------------------------------------------------------------
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _RetryableStatus):
-            after = retry_after_seconds(exc.response)
-            if after is not None:
-                return after
-        return backoff(state.attempt_number)
-
     async def _request(
         self,
         method: str,
@@ -270,21 +262,31 @@ class AsyncComfyClient(AsyncGenerateMixin):
             headers=headers,
             timeout=self._options.timeout if isinstance(timeout, NotGiven) else timeout,
         )
+        tries = (self._options.max_retries if retries is None else retries) + 1
+
+        async def send() -> httpx.Response:
+            response = await http.send(request, stream=stream)
+            if response.status_code in RETRY_STATUSES:
+                await response.aread()
+                raise _RetryableStatus(response)
+            return response
+
         response: httpx.Response
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(
-                    (self._options.max_retries if retries is None else retries) + 1
-                ),
-                wait=self._wait,
-                retry=retry_if_exception(should_retry),
-                reraise=True,
-            ):
-                with attempt:
-                    response = await http.send(request, stream=stream)
-                    if response.status_code in RETRY_STATUSES:
-                        await response.aread()
-                        raise _RetryableStatus(response)
+            try:
+                response = await send()  # the common case: no retry machinery at all
+            except (httpx.TransportError, _RetryableStatus) as first:
+                if tries == 1 or not should_retry(first):
+                    raise
+                await backend.sleep(_delay(first, 1))
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(tries - 1),
+                    wait=lambda state: _delay(_outcome_error(state), state.attempt_number + 1),
+                    retry=retry_if_exception(should_retry),
+                    reraise=True,
+                ):
+                    with attempt:
+                        response = await send()
         except _RetryableStatus as exc:
             response = exc.response
         except httpx.TimeoutException as exc:
@@ -595,6 +597,11 @@ class AsyncComfyClient(AsyncGenerateMixin):
             except APIStatusError as exc:
                 if exc.status_code == 400 and isinstance(exc.body, dict):
                     raise parse_prompt_error(exc.body, body["prompt"], exc.response) from None
+                if exc.status_code in (429, 503) and attempt < attempts:
+                    # Overloaded or rate limited: nothing was queued, so sending again is safe.
+                    after = retry_after_seconds(exc.response)
+                    await backend.sleep(backoff(attempt) if after is None else after)
+                    continue
                 raise
             return PromptResponse.model_validate(_json(response))
         raise AssertionError("unreachable")
@@ -646,6 +653,19 @@ class AsyncComfyClient(AsyncGenerateMixin):
                         prompt_id=tracker.prompt_id,
                     )
                 )
+
+
+def _outcome_error(state: RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome is not None else None
+
+
+def _delay(exc: BaseException | None, attempt: int) -> float:
+    """Seconds before retry number ``attempt``: ``Retry-After`` when the server sent one."""
+    if isinstance(exc, _RetryableStatus):
+        after = retry_after_seconds(exc.response)
+        if after is not None:
+            return after
+    return backoff(attempt)
 
 
 def _seg(value: str) -> str:

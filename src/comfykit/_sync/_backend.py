@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from websockets.sync.client import ClientConnection, connect
+if TYPE_CHECKING:
+    from websockets.sync.client import ClientConnection
 
 __all__ = [
     "Lock",
@@ -69,6 +70,8 @@ class WebSocket:
 
 def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | None) -> WebSocket:
     """Open a WebSocket with no frame-size limit and an unbounded receive queue."""
+    from websockets.sync.client import connect  # imported on first use: it is slow to import
+
     conn = connect(
         url,
         additional_headers=dict(headers),

@@ -1,0 +1,469 @@
+"""Benchmark comfykit against a minimal raw client on the same ComfyUI server, in the same run.
+
+The raw client is what a careful hand-written integration does: ``httpx.AsyncClient`` plus ONE
+WebSocket whose reader task resolves a future per ``prompt_id`` when ``executing{node: null}``
+arrives, then ``GET /history/{id}``. comfykit does the same work (submit with ``client_id``,
+wait for the completion frame, read the history). The graph is EmptyImage -> ImageInvert ->
+SaveImage with a different colour every job, so the server's cache never skips it.
+
+Measured (raw and comfykit runs interleaved to cancel drift):
+
+* sequential latency p50/p95 per job: raw, comfykit async, comfykit sync;
+* throughput (jobs/s) with 1, 8, 32 and 64 jobs in flight: raw, comfykit async, comfykit sync
+  (threads sharing one ``ComfyClient``);
+* ``import comfykit`` time in a fresh interpreter, and that FastAPI, PIL and torch stay unloaded.
+
+    .venv/bin/python bench/bench_client.py                  # starts a ComfyUIServer
+    .venv/bin/python bench/bench_client.py --url http://127.0.0.1:8188 --json out.json
+    .venv/bin/python bench/bench_client.py --quick          # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from comfykit import AsyncComfyClient, ComfyClient
+
+Graph = dict[str, dict[str, Any]]
+
+SEQ_P50_TARGET = 1.10
+THROUGHPUT_TARGET = 1.0
+IMPORT_TARGET_MS = 150.0
+HEAVY_MODULES = ("fastapi", "PIL", "torch")
+JOB_TIMEOUT = 300.0
+
+_colours = itertools.count(1)
+
+
+def graph() -> Graph:
+    """A fresh invert graph: a new colour each call, so nothing is served from the cache."""
+    colour = next(_colours) % 0xFFFFFF
+    return {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": colour},
+        },
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["2", 0], "filename_prefix": "bench/invert"},
+        },
+    }
+
+
+# -- the raw client ----------------------------------------------------------------------------
+
+
+class RawClient:
+    """httpx + one WebSocket with a reader task; futures keyed by prompt id."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client_id = uuid.uuid4().hex
+        self.http = httpx.AsyncClient(
+            base_url=url,
+            timeout=60,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+        self.waiters: dict[str, asyncio.Future[None]] = {}
+        self._ws: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        ws_url = "ws://" + self.url.split("://", 1)[1] + f"/ws?clientId={self.client_id}"
+        ws = await connect(ws_url, max_size=None, compression=None, ping_interval=None)
+        while True:  # registered once the first status frame (with our sid) arrives
+            first = json.loads(await ws.recv())
+            if first.get("type") == "status" and first["data"].get("sid"):
+                break
+        self._ws = ws
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for frame in self._ws:
+            if isinstance(frame, bytes):
+                continue
+            message = json.loads(frame)
+            if message.get("type") != "executing":
+                continue
+            data = message["data"]
+            if data.get("node") is None:
+                future = self.waiters.pop(data.get("prompt_id"), None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+
+    async def run(self, prompt: Graph) -> dict[str, Any]:
+        """Submit, wait for ``executing{node: null}``, return the history entry."""
+        prompt_id = str(uuid.uuid4())
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters[prompt_id] = future
+        body = {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id}
+        response = await self.http.post("/prompt", json=body)
+        response.raise_for_status()
+        await asyncio.wait_for(future, JOB_TIMEOUT)
+        history = (await self.http.get(f"/history/{prompt_id}")).json()
+        entry: dict[str, Any] = history[prompt_id]
+        if entry["status"]["status_str"] != "success":
+            raise RuntimeError(f"raw job {prompt_id} failed")
+        return entry
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+                pass
+        if self._ws is not None:
+            await self._ws.close()
+        await self.http.aclose()
+
+
+# -- one job per client kind ---------------------------------------------------------------
+
+
+async def comfykit_async_job(client: AsyncComfyClient) -> None:
+    job = await client.submit(graph())
+    result = await job.result(timeout=JOB_TIMEOUT)
+    assert result.outputs, "no outputs"
+
+
+def comfykit_sync_job(client: ComfyClient) -> None:
+    job = client.submit(graph())
+    result = job.result(timeout=JOB_TIMEOUT)
+    assert result.outputs, "no outputs"
+
+
+# -- measurements ------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) with linear interpolation."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    pos = (len(ordered) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+async def timed_async(fn: Callable[[], Awaitable[Any]]) -> float:
+    start = time.perf_counter()
+    await fn()
+    return time.perf_counter() - start
+
+
+def timed_sync(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+async def run_in_flight_async(fn: Callable[[], Awaitable[Any]], jobs: int, in_flight: int) -> float:
+    """Seconds to finish ``jobs`` jobs keeping ``in_flight`` of them submitted at a time."""
+    remaining = jobs
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await fn()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(min(in_flight, jobs))))
+    return time.perf_counter() - start
+
+
+def run_in_flight_sync(fn: Callable[[], Any], jobs: int, in_flight: int) -> float:
+    """Threads sharing one sync client; ``in_flight == 1`` runs on this thread."""
+    start = time.perf_counter()
+    if in_flight == 1:
+        for _ in range(jobs):
+            fn()
+    else:
+        with ThreadPoolExecutor(max_workers=in_flight) as pool:
+            for future in [pool.submit(fn) for _ in range(jobs)]:
+                future.result()
+    return time.perf_counter() - start
+
+
+async def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    raw = RawClient(url)
+    await raw.start()
+    ck_async = AsyncComfyClient(url)
+    ck_sync = ComfyClient(url)
+
+    async def raw_job() -> None:
+        await raw.run(graph())
+
+    async def async_job() -> None:
+        await comfykit_async_job(ck_async)
+
+    def sync_job() -> None:
+        comfykit_sync_job(ck_sync)
+
+    try:
+        log(f"warm-up: {args.warmup} jobs per client")
+        for _ in range(args.warmup):
+            await raw_job()
+            await async_job()
+            sync_job()
+
+        # Sequential latency: one job per client in turn, the order rotating every round.
+        latencies: dict[str, list[float]] = {"raw": [], "async": [], "sync": []}
+        # Client CPU (this process) per job: robust to the server's and other load's noise.
+        seq_cpu: dict[str, float] = {"raw": 0.0, "async": 0.0, "sync": 0.0}
+        log(f"sequential: {args.sequential} jobs per client, interleaved")
+        for i in range(args.sequential):
+            order = ["raw", "async", "sync"]
+            order = order[i % 3 :] + order[: i % 3]
+            for name in order:
+                cpu = time.process_time()
+                if name == "raw":
+                    latencies[name].append(await timed_async(raw_job))
+                elif name == "async":
+                    latencies[name].append(await timed_async(async_job))
+                else:
+                    latencies[name].append(timed_sync(sync_job))
+                seq_cpu[name] += time.process_time() - cpu
+
+        # Throughput: per level, rounds of raw / async / sync, alternating the order (ABC CBA).
+        # The ratio is the median of the per-round ratios, which cancels slow drift of the
+        # machine (other processes share the cores); jobs/s are totals over all rounds.
+        throughput: dict[str, dict[str, float]] = {"raw": {}, "async": {}, "sync": {}}
+        ratios: dict[str, dict[str, float]] = {"async": {}, "sync": {}}
+        cpu_ms: dict[str, dict[str, float]] = {
+            name: {"sequential": seq_cpu[name] / max(1, args.sequential) * 1000} for name in seq_cpu
+        }
+        for level in args.levels:
+            per_round = max(32, 2 * level)
+            rounds = max(args.rounds, -(-args.jobs // per_round))
+            log(f"throughput: {rounds} rounds of {per_round} jobs per client, {level} in flight")
+            spent: dict[str, list[float]] = {"raw": [], "async": [], "sync": []}
+            level_cpu: dict[str, float] = {"raw": 0.0, "async": 0.0, "sync": 0.0}
+            for r in range(rounds):
+                order = ["raw", "async", "sync"] if r % 2 == 0 else ["sync", "async", "raw"]
+                for name in order:
+                    cpu = time.process_time()
+                    if name == "raw":
+                        seconds = await run_in_flight_async(raw_job, per_round, level)
+                    elif name == "async":
+                        seconds = await run_in_flight_async(async_job, per_round, level)
+                    else:
+                        seconds = run_in_flight_sync(sync_job, per_round, level)
+                    spent[name].append(seconds)
+                    level_cpu[name] += time.process_time() - cpu
+            for name, times in spent.items():
+                throughput[name][str(level)] = per_round * rounds / sum(times)
+                cpu_ms[name][f"{level} in flight"] = level_cpu[name] / (per_round * rounds) * 1000
+            for name in ("async", "sync"):
+                # jobs/s ratio of one round = raw time / comfykit time
+                ratios[name][str(level)] = statistics.median(
+                    raw_s / ck_s for raw_s, ck_s in zip(spent["raw"], spent[name], strict=True)
+                )
+    finally:
+        await raw.close()
+        await ck_async.close()
+        ck_sync.close()
+
+    return {
+        "sequential_ms": {
+            name: {
+                "p50": percentile(values, 0.50) * 1000,
+                "p95": percentile(values, 0.95) * 1000,
+                "mean": statistics.fmean(values) * 1000,
+                "n": len(values),
+            }
+            for name, values in latencies.items()
+        },
+        "throughput_jobs_per_s": throughput,
+        "throughput_ratio_median": ratios,
+        "client_cpu_ms_per_job": cpu_ms,
+    }
+
+
+def measure_import(runs: int = 7) -> dict[str, Any]:
+    """Median ``import comfykit`` time in fresh interpreters, and which heavy modules loaded."""
+    code = (
+        "import sys, time, json\n"
+        "t = time.perf_counter()\n"
+        "import comfykit\n"
+        "dt = time.perf_counter() - t\n"
+        f"print(json.dumps([dt, [m for m in {HEAVY_MODULES!r} if m in sys.modules]]))\n"
+    )
+    times: list[float] = []
+    loaded: set[str] = set()
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        seconds, heavy = json.loads(out)
+        times.append(float(seconds))
+        loaded.update(heavy)
+    floor_code = (
+        "import time\n"
+        "t = time.perf_counter()\n"
+        "import httpx, pydantic, tenacity, websockets.asyncio.client, websockets.sync.client\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    floor = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", floor_code], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        for _ in range(runs)
+    ]
+    return {
+        "median_ms": statistics.median(times) * 1000,
+        "dependencies_median_ms": statistics.median(floor) * 1000,
+        "runs_ms": [t * 1000 for t in times],
+        "heavy_modules_loaded": sorted(loaded),
+    }
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def table(results: dict[str, Any]) -> str:
+    seq = results["sequential_ms"]
+    thr = results["throughput_jobs_per_s"]
+    imp = results["import"]
+    lines = [
+        "| metric | raw | comfykit async | comfykit sync | async / raw | sync / raw | target |"
+        " result |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for q in ("p50", "p95"):
+        raw, a, s = seq["raw"][q], seq["async"][q], seq["sync"][q]
+        target, result = "", ""
+        if q == "p50":
+            target = f"≤ {SEQ_P50_TARGET:.2f}× raw"
+            result = (
+                f"async {verdict(a / raw <= SEQ_P50_TARGET)}, "
+                f"sync {verdict(s / raw <= SEQ_P50_TARGET)}"
+            )
+        lines.append(
+            f"| sequential latency {q} (ms) | {raw:.1f} | {a:.1f} | {s:.1f} | "
+            f"{a / raw:.3f} | {s / raw:.3f} | {target} | {result} |"
+        )
+    ratio = results["throughput_ratio_median"]
+    for level in thr["raw"]:
+        raw, a, s = thr["raw"][level], thr["async"][level], thr["sync"][level]
+        ra, rs = ratio["async"][level], ratio["sync"][level]
+        target, result = "", ""
+        if level == "64":
+            target = f"≥ {THROUGHPUT_TARGET:.2f}× raw"
+            result = (
+                f"async {verdict(ra >= THROUGHPUT_TARGET)}, sync {verdict(rs >= THROUGHPUT_TARGET)}"
+            )
+        lines.append(
+            f"| throughput, {level} in flight (jobs/s) | {raw:.1f} | {a:.1f} | {s:.1f} | "
+            f"{ra:.3f} | {rs:.3f} | {target} | {result} |"
+        )
+    cpu = results["client_cpu_ms_per_job"]
+    for phase in cpu["raw"]:
+        raw, a, s = cpu["raw"][phase], cpu["async"][phase], cpu["sync"][phase]
+        lines.append(
+            f"| client CPU per job, {phase} (ms) | {raw:.2f} | {a:.2f} | {s:.2f} | "
+            f"{a / raw:.3f} | {s / raw:.3f} | (diagnostic) | |"
+        )
+    heavy = ", ".join(imp["heavy_modules_loaded"]) or "none"
+    ok = imp["median_ms"] < IMPORT_TARGET_MS and not imp["heavy_modules_loaded"]
+    lines.append(
+        f"| `import comfykit` (ms, median of {len(imp['runs_ms'])}) | | {imp['median_ms']:.0f} | |"
+        f" | | < {IMPORT_TARGET_MS:.0f} ms; no {', '.join(HEAVY_MODULES)} (loaded: {heavy}) |"
+        f" {verdict(ok)} |"
+    )
+    lines.append(
+        f"| import of the dependencies alone (httpx, pydantic, websockets, tenacity; ms) | |"
+        f" {imp['dependencies_median_ms']:.0f} | | | | (floor, for reference) | |"
+    )
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--url", help="benchmark this server instead of starting one")
+    parser.add_argument("--sequential", type=int, default=200, help="sequential jobs per client")
+    parser.add_argument("--warmup", type=int, default=20, help="warm-up jobs per client")
+    parser.add_argument(
+        "--jobs", type=int, default=256, help="jobs per client per level (at least)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="interleaved rounds per level (at least)"
+    )
+    parser.add_argument(
+        "--levels",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1, 8, 32, 64],
+        help="jobs in flight, comma separated",
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
+    parser.add_argument("--json", dest="json_path", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sequential, args.warmup, args.jobs, args.rounds = 20, 3, 32, 1
+
+    imports = measure_import()
+    if args.url:
+        results = asyncio.run(bench(args.url.rstrip("/"), args))
+    else:
+        from comfykit.testing import ComfyUIServer
+
+        log("starting a ComfyUI server")
+        with ComfyUIServer(test_nodes=False, checkpoint=False) as server:
+            results = asyncio.run(bench(server.url, args))
+    results["import"] = imports
+    results["machine"] = machine()
+    results["config"] = {
+        "sequential": args.sequential,
+        "warmup": args.warmup,
+        "jobs_per_level_at_least": args.jobs,
+        "rounds_at_least": args.rounds,
+        "levels": args.levels,
+        "graph": "EmptyImage 64x64 -> ImageInvert -> SaveImage (colour varies per job)",
+    }
+    print(f"\nMachine: {results['machine']}\n")
+    print(table(results))
+    if args.json_path:
+        with open(args.json_path, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
