@@ -303,3 +303,36 @@ async def test_sync_client_inside_a_running_event_loop(comfyui_url: str) -> None
     with ComfyClient(comfyui_url) as comfy:
         result = comfy.run(graphs.text("loop", uuid.uuid4().hex), timeout=60)
         assert result.text["2"][0].startswith("loop-")
+
+
+async def test_progress_of_one_job_flows_while_another_waits(comfyui_url: str) -> None:
+    """A waiter on a later job must not hold up the events of the running one."""
+    async with AsyncComfyClient(comfyui_url) as comfy:
+        first = await comfy.submit(graphs.sleep(1.0, value=random.randrange(10**6)))
+        second = await comfy.submit(graphs.text("second", uuid.uuid4().hex))
+        waiting = asyncio.create_task(second.result(timeout=60))  # starts reading first
+        await asyncio.sleep(0)
+        seen: list[float] = []
+        async for event in first.events(timeout=60):
+            if isinstance(event, Progress):
+                seen.append(event.value)
+                if len(seen) == 3:
+                    assert not waiting.done()  # progress arrived while the job still ran
+        assert len(seen) >= 3
+        assert (await waiting).text["2"][0].startswith("second-")
+
+
+def test_sync_client_shared_by_threads(comfyui_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    colors = random.sample(range(0xFFFFFF), 24)
+    with ComfyClient(comfyui_url) as comfy:
+
+        def run(color: int) -> tuple[int, object]:
+            result = comfy.run(graphs.invert(color), timeout=120)
+            return color, result.images[0].to_pil().convert("RGB").getpixel((0, 0))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for color, pixel in pool.map(run, colors):
+                graphs.assert_rgb_close(pixel, graphs.inverted_rgb(color))
+        assert comfy._shared.stream.connects == 1

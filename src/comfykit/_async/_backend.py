@@ -7,6 +7,7 @@ primitives that have no mechanical blocking equivalent live here and in ``_sync/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
@@ -17,8 +18,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Lock",
+    "Mutex",
+    "Signal",
     "WebSocket",
     "blocking_fetch",
+    "deadline_scope",
+    "per_call_timeout",
     "monotonic",
     "open_websocket",
     "prefetch",
@@ -51,14 +56,39 @@ async def _within(awaitable: Coroutine[Any, Any, _T], timeout: float) -> _T:
         raise TimeoutError from exc
 
 
+def deadline_scope(deadline: float | None) -> contextlib.AbstractAsyncContextManager[Any]:
+    """One timer for a whole wait (3.11+): ``TimeoutError`` when ``deadline`` passes.
+
+    Setting a timeout on every frame read would arm and cancel a timer per frame.
+    """
+    if sys.version_info >= (3, 11) and deadline is not None:
+        loop = asyncio.get_running_loop()
+        return asyncio.timeout_at(loop.time() + (deadline - time.monotonic()))
+    return contextlib.nullcontext()
+
+
+def per_call_timeout(remaining: float | None) -> float | None:
+    """The timeout of one wait inside :func:`deadline_scope` (none needed from 3.11 on)."""
+    return remaining if sys.version_info < (3, 11) else None
+
+
 class Lock:
     """A lock whose ``acquire`` gives up after ``timeout`` seconds."""
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
 
+    def locked(self) -> bool:
+        """True while somebody holds the lock."""
+        return self._lock.locked()
+
     async def acquire(self, timeout: float | None) -> bool:
-        """Acquire; False when ``timeout`` passed first."""
+        """Acquire; False when ``timeout`` passed first (``0``: do not wait at all)."""
+        if timeout == 0:
+            if self._lock.locked():
+                return False
+            await self._lock.acquire()  # free: returns without suspending
+            return True
         if timeout is None or not self._lock.locked():
             await self._lock.acquire()
             return True
@@ -71,6 +101,42 @@ class Lock:
     def release(self) -> None:
         """Release."""
         self._lock.release()
+
+
+class Signal:
+    """A flag one task sets and another waits for."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        """Wake the waiter."""
+        self._event.set()
+
+    def clear(self) -> None:
+        """Reset after waking."""
+        self._event.clear()
+
+    async def wait(self, timeout: float | None) -> bool:
+        """Wait until set; False when ``timeout`` passed first."""
+        if timeout is None:
+            await self._event.wait()
+            return True
+        try:
+            await _within(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+class Mutex:
+    """Guards shared bookkeeping. Nothing to do on one event loop: no ``await`` runs inside."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 class WebSocket:

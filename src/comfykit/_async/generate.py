@@ -60,7 +60,11 @@ class AsyncGenerateMixin:
         ) -> UploadedFile: ...
 
         async def _request(
-            self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+            self,
+            method: str,
+            path: str,
+            *,
+            params: Mapping[str, Any] | None = None,
             stream: bool = False,
         ) -> httpx.Response: ...
 
@@ -109,8 +113,9 @@ class AsyncGenerateMixin:
         if isinstance(image, str) and not Path(image).is_file():
             ref = file_ref(image, default_type="input")
             try:
-                response = await self._request("GET", "/view", params=ref.view_params(),
-                                                stream=True)
+                response = await self._request(
+                    "GET", "/view", params=ref.view_params(), stream=True
+                )
             except NotFoundError:
                 raise InputError(
                     f"image {image!r} is neither a local file nor a file on the server"
@@ -131,8 +136,9 @@ class AsyncGenerateMixin:
     ) -> GenerationResult:
         started = time.time()
         job = await self.submit(workflow, validate=True)
-        return await _collect(job, request=request, kind=kind, started=started,
-                              timeout=timeout, reporter=reporter)
+        return await _collect(
+            job, request=request, kind=kind, started=started, timeout=timeout, reporter=reporter
+        )
 
     async def _generate(
         self,
@@ -152,12 +158,15 @@ class AsyncGenerateMixin:
         resolved = await self.resolve_request(request)
         image_ref = await self._image_ref(image) if image is not None else None
         mask_ref = await self._image_ref(mask) if mask is not None else None
-        workflow = recipes.from_request(resolved, image=image_ref, mask=mask_ref,
-                                        mask_channel=mask_channel)
-        reporter = ProgressReporter(bar=progress, on_progress=on_progress,
-                                    on_preview=on_preview, description=kind)
-        return await self._run_recipe(workflow, request=resolved, timeout=timeout, kind=kind,
-                                      reporter=reporter)
+        workflow = recipes.from_request(
+            resolved, image=image_ref, mask=mask_ref, mask_channel=mask_channel
+        )
+        reporter = ProgressReporter(
+            bar=progress, on_progress=on_progress, on_preview=on_preview, description=kind
+        )
+        return await self._run_recipe(
+            workflow, request=resolved, timeout=timeout, kind=kind, reporter=reporter
+        )
 
     async def generate(
         self,
@@ -294,11 +303,22 @@ class AsyncGenerateMixin:
                     f"unknown upscale model {upscale_model!r}; available: "
                     + (", ".join(available) or "none")
                 )
-        method = resolve_choice(method, await self.catalog(), what="upscale method",
-                                class_type="ImageScaleBy", input_name="upscale_method")
+        method = resolve_choice(
+            method,
+            await self.catalog(),
+            what="upscale method",
+            class_type="ImageScaleBy",
+            input_name="upscale_method",
+        )
         ref = await self._image_ref(image)
-        workflow = recipes.upscale(image=ref, scale_by=scale_by, width=width, height=height,
-                                   method=method, upscale_model=upscale_model)
+        workflow = recipes.upscale(
+            image=ref,
+            scale_by=scale_by,
+            width=width,
+            height=height,
+            method=method,
+            upscale_model=upscale_model,
+        )
         return await self._run_recipe(workflow, request=None, timeout=timeout, kind="upscale")
 
     async def generate_batch(
@@ -332,8 +352,9 @@ class AsyncGenerateMixin:
                 item.error = exc
         for item, started, job in submitted:
             try:
-                item.result = await _collect(job, request=item.request, kind="txt2img",
-                                             started=started, timeout=timeout)
+                item.result = await _collect(
+                    job, request=item.request, kind="txt2img", started=started, timeout=timeout
+                )
             except ComfyError as exc:
                 item.error = exc
         return batch

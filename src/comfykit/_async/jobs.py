@@ -106,7 +106,7 @@ class AsyncJob:
                 return until_new_event is not None and len(tracker.events) > until_new_event
 
             try:
-                await stream.pump(ready, deadline)
+                await stream.pump(ready, deadline, self.prompt_id)
             except ComfyConnectionError:
                 if tracker.done:
                     return

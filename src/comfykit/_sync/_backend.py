@@ -6,6 +6,7 @@ blocking calls are used, so the sync client also works inside a running event lo
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -16,8 +17,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Lock",
+    "Mutex",
+    "Signal",
     "WebSocket",
     "blocking_fetch",
+    "deadline_scope",
+    "per_call_timeout",
     "monotonic",
     "open_websocket",
     "prefetch",
@@ -32,20 +37,68 @@ def sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+def deadline_scope(deadline: float | None) -> contextlib.AbstractContextManager[Any]:  # noqa: ARG001
+    """Nothing to arm: blocking waits each take their own timeout."""
+    return contextlib.nullcontext()
+
+
+def per_call_timeout(remaining: float | None) -> float | None:
+    """Every blocking wait carries the time that is left."""
+    return remaining
+
+
 class Lock:
     """A lock whose ``acquire`` gives up after ``timeout`` seconds."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
 
+    def locked(self) -> bool:
+        """True while somebody holds the lock."""
+        return self._lock.locked()
+
     def acquire(self, timeout: float | None) -> bool:
-        """Acquire; False when ``timeout`` passed first."""
+        """Acquire; False when ``timeout`` passed first (``0``: do not wait at all)."""
         if timeout is None:
             return self._lock.acquire()
-        return self._lock.acquire(timeout=max(timeout, 0))
+        if timeout <= 0:
+            return self._lock.acquire(blocking=False)
+        return self._lock.acquire(timeout=timeout)
 
     def release(self) -> None:
         """Release."""
+        self._lock.release()
+
+
+class Signal:
+    """A flag one thread sets and another waits for."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        """Wake the waiter."""
+        self._event.set()
+
+    def clear(self) -> None:
+        """Reset after waking."""
+        self._event.clear()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait until set; False when ``timeout`` passed first."""
+        return self._event.wait(None if timeout is None else max(timeout, 0))
+
+
+class Mutex:
+    """Guards shared bookkeeping between threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
         self._lock.release()
 
 

@@ -61,7 +61,11 @@ class GenerateMixin:
         ) -> UploadedFile: ...
 
         def _request(
-            self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+            self,
+            method: str,
+            path: str,
+            *,
+            params: Mapping[str, Any] | None = None,
             stream: bool = False,
         ) -> httpx.Response: ...
 
@@ -110,8 +114,9 @@ class GenerateMixin:
         if isinstance(image, str) and not Path(image).is_file():
             ref = file_ref(image, default_type="input")
             try:
-                response = self._request("GET", "/view", params=ref.view_params(),
-                                                stream=True)
+                response = self._request(
+                    "GET", "/view", params=ref.view_params(), stream=True
+                )
             except NotFoundError:
                 raise InputError(
                     f"image {image!r} is neither a local file nor a file on the server"
@@ -132,8 +137,9 @@ class GenerateMixin:
     ) -> GenerationResult:
         started = time.time()
         job = self.submit(workflow, validate=True)
-        return _collect(job, request=request, kind=kind, started=started,
-                              timeout=timeout, reporter=reporter)
+        return _collect(
+            job, request=request, kind=kind, started=started, timeout=timeout, reporter=reporter
+        )
 
     def _generate(
         self,
@@ -153,12 +159,15 @@ class GenerateMixin:
         resolved = self.resolve_request(request)
         image_ref = self._image_ref(image) if image is not None else None
         mask_ref = self._image_ref(mask) if mask is not None else None
-        workflow = recipes.from_request(resolved, image=image_ref, mask=mask_ref,
-                                        mask_channel=mask_channel)
-        reporter = ProgressReporter(bar=progress, on_progress=on_progress,
-                                    on_preview=on_preview, description=kind)
-        return self._run_recipe(workflow, request=resolved, timeout=timeout, kind=kind,
-                                      reporter=reporter)
+        workflow = recipes.from_request(
+            resolved, image=image_ref, mask=mask_ref, mask_channel=mask_channel
+        )
+        reporter = ProgressReporter(
+            bar=progress, on_progress=on_progress, on_preview=on_preview, description=kind
+        )
+        return self._run_recipe(
+            workflow, request=resolved, timeout=timeout, kind=kind, reporter=reporter
+        )
 
     def generate(
         self,
@@ -295,11 +304,22 @@ class GenerateMixin:
                     f"unknown upscale model {upscale_model!r}; available: "
                     + (", ".join(available) or "none")
                 )
-        method = resolve_choice(method, self.catalog(), what="upscale method",
-                                class_type="ImageScaleBy", input_name="upscale_method")
+        method = resolve_choice(
+            method,
+            self.catalog(),
+            what="upscale method",
+            class_type="ImageScaleBy",
+            input_name="upscale_method",
+        )
         ref = self._image_ref(image)
-        workflow = recipes.upscale(image=ref, scale_by=scale_by, width=width, height=height,
-                                   method=method, upscale_model=upscale_model)
+        workflow = recipes.upscale(
+            image=ref,
+            scale_by=scale_by,
+            width=width,
+            height=height,
+            method=method,
+            upscale_model=upscale_model,
+        )
         return self._run_recipe(workflow, request=None, timeout=timeout, kind="upscale")
 
     def generate_batch(
@@ -333,8 +353,9 @@ class GenerateMixin:
                 item.error = exc
         for item, started, job in submitted:
             try:
-                item.result = _collect(job, request=item.request, kind="txt2img",
-                                             started=started, timeout=timeout)
+                item.result = _collect(
+                    job, request=item.request, kind="txt2img", started=started, timeout=timeout
+                )
             except ComfyError as exc:
                 item.error = exc
         return batch

@@ -107,7 +107,7 @@ class Job:
                 return until_new_event is not None and len(tracker.events) > until_new_event
 
             try:
-                stream.pump(ready, deadline)
+                stream.pump(ready, deadline, self.prompt_id)
             except ComfyConnectionError:
                 if tracker.done:
                     return
