@@ -36,37 +36,22 @@ import httpx
 from websockets.sync.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT_DIR = ROOT / "tests" / "fixtures" / "events"
-CHECKPOINT = "random-sd15.safetensors"
+sys.path.insert(0, str(ROOT))  # the test graphs live in tests/graphs.py
 
-Graph = dict[str, dict[str, Any]]
+from tests import graphs  # noqa: E402
+
+OUT_DIR = ROOT / "tests" / "fixtures" / "events"
+
+Graph = graphs.Graph
 #: Called for every JSON frame of the scenario's prompt (the ``interrupted`` scenario uses it).
 FrameHook = Callable[[dict[str, Any], httpx.Client, str], None]
 
 
 def invert_graph() -> Graph:
     """EmptyImage -> ImageInvert -> SaveImage, plus a PreviewImage of the empty image."""
-    return {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0x336699},
-        },
-        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-        "3": {
-            "class_type": "SaveImage",
-            "inputs": {"images": ["2", 0], "filename_prefix": "fixtures/invert"},
-        },
-        "4": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}},
-    }
-
-
-def sleep_graph(seconds: float, value: int) -> Graph:
-    """StubInt -> TestSleep (progress events) -> PreviewAny (a text output)."""
-    return {
-        "1": {"class_type": "StubInt", "inputs": {"value": value}},
-        "2": {"class_type": "TestSleep", "inputs": {"value": ["1", 0], "seconds": seconds}},
-        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
-    }
+    graph = graphs.invert(0x336699, width=64, height=64, prefix="fixtures/invert")
+    graph["4"] = {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}
+    return graph
 
 
 def text_frame_graph() -> Graph:
@@ -78,51 +63,6 @@ def text_frame_graph() -> Graph:
         },
         "2": {"class_type": "GetImageSize", "inputs": {"image": ["1", 0]}},
         "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
-    }
-
-
-def error_graph() -> Graph:
-    """StubImage -> TestSyncError (raises RuntimeError) -> PreviewImage."""
-    return {
-        "1": {
-            "class_type": "StubImage",
-            "inputs": {"content": "BLACK", "height": 8, "width": 8, "batch_size": 1},
-        },
-        "2": {"class_type": "TestSyncError", "inputs": {"value": ["1", 0]}},
-        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
-    }
-
-
-def txt2img_graph(seed: int) -> Graph:
-    """The random-weight checkpoint graph: 64x64, 2 euler steps (latent previews)."""
-    return {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["1", 1]}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
-        "4": {
-            "class_type": "EmptyLatentImage",
-            "inputs": {"width": 64, "height": 64, "batch_size": 1},
-        },
-        "5": {
-            "class_type": "KSampler",
-            "inputs": {
-                "model": ["1", 0],
-                "positive": ["2", 0],
-                "negative": ["3", 0],
-                "latent_image": ["4", 0],
-                "seed": seed,
-                "steps": 2,
-                "cfg": 7.0,
-                "sampler_name": "euler",
-                "scheduler": "normal",
-                "denoise": 1.0,
-            },
-        },
-        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
-        "7": {
-            "class_type": "SaveImage",
-            "inputs": {"images": ["6", 0], "filename_prefix": f"fixtures/t2i-{seed}"},
-        },
     }
 
 
@@ -168,19 +108,23 @@ class Scenario:
 SCENARIOS: list[Scenario] = [
     Scenario("invert", invert_graph, notes="fresh run: SaveImage + PreviewImage"),
     Scenario("cached", invert_graph, notes="invert's graph again: every node cached"),
-    Scenario("progress", lambda: sleep_graph(0.3, 7), notes="TestSleep 0.3 s: progress events"),
+    Scenario("progress", lambda: graphs.sleep(0.3, 7), notes="TestSleep 0.3 s: progress events"),
     Scenario("text_frame", text_frame_graph, notes="GetImageSize: binary type 3"),
-    Scenario("execution_error", error_graph, notes="TestSyncError raises"),
+    Scenario("execution_error", graphs.sync_error, notes="TestSyncError raises"),
     Scenario(
         "interrupted",
-        lambda: sleep_graph(5.0, 8),
+        lambda: graphs.sleep(5.0, 8),
         hook=interrupt_after_first_progress,
         notes="TestSleep 5 s, POST /interrupt {prompt_id} after the first progress",
     ),
-    Scenario("txt2img_preview", lambda: txt2img_graph(1), notes="handshake: binary type 4"),
+    Scenario(
+        "txt2img_preview",
+        lambda: graphs.txt2img(1, prefix="fixtures/t2i-1"),
+        notes="handshake: binary type 4",
+    ),
     Scenario(
         "txt2img_legacy_preview",
-        lambda: txt2img_graph(2),
+        lambda: graphs.txt2img(2, prefix="fixtures/t2i-2"),
         handshake=False,
         notes="no handshake: binary type 1",
     ),

@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 from websockets.sync.client import connect
 
-from comfykit.testing import CHECKPOINT_NAME, ComfyUIServer
+from comfykit.testing import ComfyUIServer
+from tests import graphs
 
 
 def _run_raw(
@@ -55,17 +56,7 @@ def _fetch(url: str, ref: dict[str, str]) -> bytes:
 
 
 def test_invert_roundtrip(comfyui_url: str) -> None:
-    prompt = {
-        "1": {
-            "class_type": "EmptyImage",
-            "inputs": {"width": 48, "height": 32, "batch_size": 1, "color": 0x102030},
-        },
-        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-        "3": {
-            "class_type": "SaveImage",
-            "inputs": {"images": ["2", 0], "filename_prefix": f"harness/{uuid.uuid4().hex}"},
-        },
-    }
+    prompt = graphs.invert(0x102030, width=48, height=32, prefix=graphs.unique("harness"))
     entry, frames = _run_raw(comfyui_url, prompt)
     assert entry["status"]["status_str"] == "success"
     types = [f["type"] for f in frames if isinstance(f, dict)]
@@ -78,53 +69,21 @@ def test_invert_roundtrip(comfyui_url: str) -> None:
 
 
 def test_testsleep_progress_events(comfyui_url: str) -> None:
-    prompt = {
-        "1": {"class_type": "StubInt", "inputs": {"value": 3}},
-        "2": {"class_type": "TestSleep", "inputs": {"value": ["1", 0], "seconds": 0.3}},
-        "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}},
-    }
+    value = uuid.uuid4().int % 10**6  # a new value each run: a cached graph sends no progress
+    prompt = graphs.sleep(0.3, value=value)
     entry, frames = _run_raw(comfyui_url, prompt)
     assert entry["status"]["status_str"] == "success"
     progress = [f["data"] for f in frames if isinstance(f, dict) and f["type"] == "progress"]
     assert len(progress) >= 2
     assert all(p["node"] == "2" for p in progress)
     assert progress[-1]["value"] <= progress[-1]["max"]
-    assert entry["outputs"]["3"]["text"] == ["3"]
+    assert entry["outputs"]["3"]["text"] == [str(value)]
 
 
 def test_random_checkpoint_txt2img(comfyui_url: str, comfyui_server: ComfyUIServer | None) -> None:
     if comfyui_server is None:
         pytest.skip("needs the harness's own server (random-weight checkpoint)")
-    seed = int(uuid.uuid4().int % 10**9)
-    prompt = {
-        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT_NAME}},
-        "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse", "clip": ["1", 1]}},
-        "3": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["1", 1]}},
-        "4": {
-            "class_type": "EmptyLatentImage",
-            "inputs": {"width": 64, "height": 64, "batch_size": 1},
-        },
-        "5": {
-            "class_type": "KSampler",
-            "inputs": {
-                "model": ["1", 0],
-                "positive": ["2", 0],
-                "negative": ["3", 0],
-                "latent_image": ["4", 0],
-                "seed": seed,
-                "steps": 2,
-                "cfg": 7.0,
-                "sampler_name": "euler",
-                "scheduler": "normal",
-                "denoise": 1.0,
-            },
-        },
-        "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
-        "7": {
-            "class_type": "SaveImage",
-            "inputs": {"images": ["6", 0], "filename_prefix": "harness/t2i"},
-        },
-    }
+    prompt = graphs.txt2img(int(uuid.uuid4().int % 10**9), prefix="harness/t2i")
     entry, _ = _run_raw(comfyui_url, prompt, timeout=120)
     assert entry["status"]["status_str"] == "success", entry["status"]
     (ref,) = entry["outputs"]["7"]["images"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -524,7 +525,10 @@ def test_template_converts(path: Path, catalog: dict[str, NodeSpec]) -> None:
                 assert isinstance(value, list), (node_id, name, value)
 
 
-@pytest.mark.skipif(not TEMPLATES, reason="workflow template packages not found")
+@pytest.mark.skipif(
+    not TEMPLATES and os.environ.get("CI", "").lower() != "true",
+    reason="workflow template packages not found",
+)  # under CI the corpus must be there: an empty one fails below
 def test_template_corpus_counts(catalog: dict[str, NodeSpec]) -> None:
     converted = skipped = 0
     failed: list[str] = []
@@ -540,4 +544,4 @@ def test_template_corpus_counts(catalog: dict[str, NodeSpec]) -> None:
         else:
             converted += 1
     assert not failed, "\n".join(failed)
-    assert converted > skipped
+    assert (converted, skipped) == (175, 13)  # the pinned templates (docs/ui-workflows.md)
