@@ -300,12 +300,11 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def measure_import(runs: int = 7) -> dict[str, Any]:
-    """Median ``import comfykit`` time in fresh interpreters, and which heavy modules loaded."""
+def _time_import(statement: str, runs: int) -> tuple[list[float], set[str]]:
     code = (
         "import sys, time, json\n"
         "t = time.perf_counter()\n"
-        "import comfykit\n"
+        f"{statement}\n"
         "dt = time.perf_counter() - t\n"
         f"print(json.dumps([dt, [m for m in {HEAVY_MODULES!r} if m in sys.modules]]))\n"
     )
@@ -318,6 +317,17 @@ def measure_import(runs: int = 7) -> dict[str, Any]:
         seconds, heavy = json.loads(out)
         times.append(float(seconds))
         loaded.update(heavy)
+    return times, loaded
+
+
+def measure_import(runs: int = 7) -> dict[str, Any]:
+    """Median ``import comfykit`` time in fresh interpreters, and which heavy modules loaded;
+    also the time to import both clients (public names load on first use)."""
+    times, loaded = _time_import("import comfykit", runs)
+    client_times, client_loaded = _time_import(
+        "from comfykit import AsyncComfyClient, ComfyClient", runs
+    )
+    loaded |= client_loaded
     floor_code = (
         "import time\n"
         "t = time.perf_counter()\n"
@@ -334,6 +344,7 @@ def measure_import(runs: int = 7) -> dict[str, Any]:
     ]
     return {
         "median_ms": statistics.median(times) * 1000,
+        "clients_median_ms": statistics.median(client_times) * 1000,
         "dependencies_median_ms": statistics.median(floor) * 1000,
         "runs_ms": [t * 1000 for t in times],
         "heavy_modules_loaded": sorted(loaded),
@@ -396,6 +407,10 @@ def table(results: dict[str, Any]) -> str:
         f"| `import comfykit` (ms, median of {len(imp['runs_ms'])}) | | {imp['median_ms']:.0f} | |"
         f" | | < {IMPORT_TARGET_MS:.0f} ms; no {', '.join(HEAVY_MODULES)} (loaded: {heavy}) |"
         f" {verdict(ok)} |"
+    )
+    lines.append(
+        f"| `from comfykit import AsyncComfyClient, ComfyClient` (ms) | |"
+        f" {imp['clients_median_ms']:.0f} | | | | (diagnostic: loads both clients) | |"
     )
     lines.append(
         f"| import of the dependencies alone (httpx, pydantic, websockets, tenacity; ms) | |"

@@ -2,67 +2,166 @@
 
 ``AsyncComfyClient`` and ``ComfyClient`` (its blocking twin) cover every ComfyUI route and
 WebSocket event; ``submit()`` returns a job whose ``result()`` holds the outputs.
+
+Public names are loaded on first use (PEP 562), so ``import comfykit`` stays cheap; importing a
+name loads what it needs. FastAPI, PIL and torch are never imported by either.
 """
 
-from comfykit._async.client import AsyncComfyClient
-from comfykit._async.jobs import AsyncJob
-from comfykit._async.results import AsyncOutputFile, AsyncResult
-from comfykit._config import DEFAULT_TIMEOUT, DEFAULT_URL, NOT_GIVEN, NotGiven
-from comfykit._exceptions import (
-    APIStatusError,
-    ComfyConnectionError,
-    ComfyError,
-    ComfyTimeoutError,
-    ExecutionError,
-    InputError,
-    JobError,
-    JobInterrupted,
-    JobLost,
-    NodeValidationError,
-    NotFoundError,
-    PromptValidationError,
-    ServerError,
-    WorkflowError,
-    WorkflowProblem,
-)
-from comfykit._protocol.events import (
-    Event,
-    Executed,
-    Executing,
-    ExecutionCached,
-    ExecutionErrorEvent,
-    ExecutionInterrupted,
-    ExecutionStart,
-    ExecutionSuccess,
-    FeatureFlags,
-    Logs,
-    NodeProgress,
-    PreviewImage,
-    Progress,
-    ProgressState,
-    ProgressText,
-    Status,
-    UnknownBinary,
-    UnknownEvent,
-)
-from comfykit._protocol.tracker import JobStatus
-from comfykit._sync.client import ComfyClient
-from comfykit._sync.jobs import Job
-from comfykit._sync.results import OutputFile, Result
-from comfykit._types import (
-    DeviceInfo,
-    Features,
-    FileRef,
-    HistoryEntry,
-    HistoryStatus,
-    PromptResponse,
-    QueueItem,
-    QueueState,
-    SystemInfo,
-    SystemStats,
-    UploadedFile,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from comfykit._version import __version__
+
+if TYPE_CHECKING:
+    from comfykit._async.client import AsyncComfyClient
+    from comfykit._async.jobs import AsyncJob
+    from comfykit._async.results import AsyncOutputFile, AsyncResult
+    from comfykit._config import DEFAULT_TIMEOUT, DEFAULT_URL, NOT_GIVEN, NotGiven
+    from comfykit._exceptions import (
+        APIStatusError,
+        ComfyConnectionError,
+        ComfyError,
+        ComfyTimeoutError,
+        ExecutionError,
+        InputError,
+        JobError,
+        JobInterrupted,
+        JobLost,
+        NodeValidationError,
+        NotFoundError,
+        PromptValidationError,
+        ServerError,
+        WorkflowError,
+        WorkflowProblem,
+    )
+    from comfykit._protocol.events import (
+        Event,
+        Executed,
+        Executing,
+        ExecutionCached,
+        ExecutionErrorEvent,
+        ExecutionInterrupted,
+        ExecutionStart,
+        ExecutionSuccess,
+        FeatureFlags,
+        Logs,
+        NodeProgress,
+        PreviewImage,
+        Progress,
+        ProgressState,
+        ProgressText,
+        Status,
+        UnknownBinary,
+        UnknownEvent,
+    )
+    from comfykit._protocol.tracker import JobStatus
+    from comfykit._sync.client import ComfyClient
+    from comfykit._sync.jobs import Job
+    from comfykit._sync.results import OutputFile, Result
+    from comfykit._types import (
+        DeviceInfo,
+        Features,
+        FileRef,
+        HistoryEntry,
+        HistoryStatus,
+        PromptResponse,
+        QueueItem,
+        QueueState,
+        SystemInfo,
+        SystemStats,
+        UploadedFile,
+    )
+    from comfykit.generation import (
+        BatchItem,
+        BatchResult,
+        GenerationRequest,
+        GenerationResult,
+    )
+    from comfykit.graph import NodeCatalog, NodeOutput, Param, Workflow
+
+_LAZY: dict[str, str] = {
+    "BatchItem": "comfykit.generation",
+    "BatchResult": "comfykit.generation",
+    "GenerationRequest": "comfykit.generation",
+    "GenerationResult": "comfykit.generation",
+    "NodeCatalog": "comfykit.graph",
+    "NodeOutput": "comfykit.graph",
+    "Param": "comfykit.graph",
+    "Workflow": "comfykit.graph",
+    "APIStatusError": "comfykit._exceptions",
+    "AsyncComfyClient": "comfykit._async.client",
+    "AsyncJob": "comfykit._async.jobs",
+    "AsyncOutputFile": "comfykit._async.results",
+    "AsyncResult": "comfykit._async.results",
+    "ComfyClient": "comfykit._sync.client",
+    "ComfyConnectionError": "comfykit._exceptions",
+    "ComfyError": "comfykit._exceptions",
+    "ComfyTimeoutError": "comfykit._exceptions",
+    "DEFAULT_TIMEOUT": "comfykit._config",
+    "DEFAULT_URL": "comfykit._config",
+    "DeviceInfo": "comfykit._types",
+    "Event": "comfykit._protocol.events",
+    "Executed": "comfykit._protocol.events",
+    "Executing": "comfykit._protocol.events",
+    "ExecutionCached": "comfykit._protocol.events",
+    "ExecutionError": "comfykit._exceptions",
+    "ExecutionErrorEvent": "comfykit._protocol.events",
+    "ExecutionInterrupted": "comfykit._protocol.events",
+    "ExecutionStart": "comfykit._protocol.events",
+    "ExecutionSuccess": "comfykit._protocol.events",
+    "FeatureFlags": "comfykit._protocol.events",
+    "Features": "comfykit._types",
+    "FileRef": "comfykit._types",
+    "HistoryEntry": "comfykit._types",
+    "HistoryStatus": "comfykit._types",
+    "InputError": "comfykit._exceptions",
+    "Job": "comfykit._sync.jobs",
+    "JobError": "comfykit._exceptions",
+    "JobInterrupted": "comfykit._exceptions",
+    "JobLost": "comfykit._exceptions",
+    "JobStatus": "comfykit._protocol.tracker",
+    "Logs": "comfykit._protocol.events",
+    "NOT_GIVEN": "comfykit._config",
+    "NodeProgress": "comfykit._protocol.events",
+    "NodeValidationError": "comfykit._exceptions",
+    "NotFoundError": "comfykit._exceptions",
+    "NotGiven": "comfykit._config",
+    "OutputFile": "comfykit._sync.results",
+    "PreviewImage": "comfykit._protocol.events",
+    "Progress": "comfykit._protocol.events",
+    "ProgressState": "comfykit._protocol.events",
+    "ProgressText": "comfykit._protocol.events",
+    "PromptResponse": "comfykit._types",
+    "PromptValidationError": "comfykit._exceptions",
+    "QueueItem": "comfykit._types",
+    "QueueState": "comfykit._types",
+    "Result": "comfykit._sync.results",
+    "ServerError": "comfykit._exceptions",
+    "Status": "comfykit._protocol.events",
+    "SystemInfo": "comfykit._types",
+    "SystemStats": "comfykit._types",
+    "UnknownBinary": "comfykit._protocol.events",
+    "UnknownEvent": "comfykit._protocol.events",
+    "UploadedFile": "comfykit._types",
+    "WorkflowError": "comfykit._exceptions",
+    "WorkflowProblem": "comfykit._exceptions",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'comfykit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -73,6 +172,8 @@ __all__ = [
     "AsyncJob",
     "AsyncOutputFile",
     "AsyncResult",
+    "BatchItem",
+    "BatchResult",
     "ComfyClient",
     "ComfyConnectionError",
     "ComfyError",
@@ -90,6 +191,8 @@ __all__ = [
     "FeatureFlags",
     "Features",
     "FileRef",
+    "GenerationRequest",
+    "GenerationResult",
     "HistoryEntry",
     "HistoryStatus",
     "InputError",
@@ -99,11 +202,14 @@ __all__ = [
     "JobLost",
     "JobStatus",
     "Logs",
+    "NodeCatalog",
+    "NodeOutput",
     "NodeProgress",
     "NodeValidationError",
     "NotFoundError",
     "NotGiven",
     "OutputFile",
+    "Param",
     "PreviewImage",
     "Progress",
     "ProgressState",
@@ -120,6 +226,7 @@ __all__ = [
     "UnknownBinary",
     "UnknownEvent",
     "UploadedFile",
+    "Workflow",
     "WorkflowError",
     "WorkflowProblem",
     "__version__",
