@@ -110,6 +110,9 @@ class AsyncComfyClient(AsyncGenerateMixin):
         ws: use the WebSocket for job events (``False``: poll ``/history`` instead).
         validate: check every submitted graph against the server's node catalog first.
         client_id: the WebSocket client id (a fresh one by default).
+        max_connections: size of the HTTP connection pool. ComfyUI runs one prompt at a time, and
+            a small pool is much cheaper for many jobs in flight than a large one (httpcore scans
+            every pooled connection for each request).
         http_client: an ``httpx.AsyncClient`` to use (not closed by ``close()``).
 
     Use it as ``async with AsyncComfyClient(url) as comfy: ...`` or call :meth:`close`.
@@ -126,8 +129,11 @@ class AsyncComfyClient(AsyncGenerateMixin):
         ws: bool = True,
         validate: bool = True,
         client_id: str | None = None,
+        max_connections: int = 8,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
+        if max_connections < 1:
+            raise InputError(f"max_connections must be >= 1, got {max_connections}")
         all_headers = {
             "User-Agent": f"comfykit/{__version__}",
             **auth_headers(auth),
@@ -144,7 +150,9 @@ class AsyncComfyClient(AsyncGenerateMixin):
         http = http_client or httpx.AsyncClient(
             base_url=self._options.base_url,
             timeout=self._options.timeout,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
         )
         cid = client_id or uuid.uuid4().hex
         stream = AsyncEventStream(

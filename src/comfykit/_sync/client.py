@@ -111,6 +111,9 @@ class ComfyClient(GenerateMixin):
         ws: use the WebSocket for job events (``False``: poll ``/history`` instead).
         validate: check every submitted graph against the server's node catalog first.
         client_id: the WebSocket client id (a fresh one by default).
+        max_connections: size of the HTTP connection pool. ComfyUI runs one prompt at a time, and
+            a small pool is much cheaper for many jobs in flight than a large one (httpcore scans
+            every pooled connection for each request).
         http_client: an ``httpx.Client`` to use (not closed by ``close()``).
 
     Use it as ``with ComfyClient(url) as comfy: ...`` or call :meth:`close`.
@@ -127,8 +130,11 @@ class ComfyClient(GenerateMixin):
         ws: bool = True,
         validate: bool = True,
         client_id: str | None = None,
+        max_connections: int = 8,
         http_client: httpx.Client | None = None,
     ) -> None:
+        if max_connections < 1:
+            raise InputError(f"max_connections must be >= 1, got {max_connections}")
         all_headers = {
             "User-Agent": f"comfykit/{__version__}",
             **auth_headers(auth),
@@ -145,7 +151,9 @@ class ComfyClient(GenerateMixin):
         http = http_client or httpx.Client(
             base_url=self._options.base_url,
             timeout=self._options.timeout,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
         )
         cid = client_id or uuid.uuid4().hex
         stream = EventStream(
