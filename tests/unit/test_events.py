@@ -6,10 +6,8 @@ Fixtures in ``tests/fixtures/events`` were recorded from a real ComfyUI 0.3.75 b
 
 from __future__ import annotations
 
-import base64
 import json
 import struct
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,9 +37,7 @@ from comfykit._protocol.events import (
     parse_event,
     parse_text,
 )
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"
-SCENARIOS = sorted(p.stem for p in FIXTURES.glob("*.jsonl"))
+from tests.recordings import FIXTURES, SCENARIOS, load
 
 JSON_MODELS: dict[str, type[EventBase]] = {
     "status": Status,
@@ -60,24 +56,6 @@ JSON_MODELS: dict[str, type[EventBase]] = {
 
 JPEG_SOI = b"\xff\xd8\xff"
 PNG_SIG = b"\x89PNG\r\n\x1a\n"
-
-
-def load(name: str) -> tuple[dict[str, Any], list[str | bytes], dict[str, Any]]:
-    """(submit info, raw frames in order, history entry) of one recorded scenario."""
-    submit: dict[str, Any] = {}
-    frames: list[str | bytes] = []
-    history: dict[str, Any] = {}
-    for line in (FIXTURES / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
-        item = json.loads(line)
-        if "submit" in item:
-            submit = item["submit"]
-        elif "text" in item:
-            frames.append(item["text"])
-        elif "binary" in item:
-            frames.append(base64.b64decode(item["binary"]))
-        elif "history" in item:
-            history = item["history"]
-    return submit, frames, history
 
 
 def parsed(name: str) -> list[EventBase]:

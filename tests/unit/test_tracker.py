@@ -7,11 +7,9 @@ fed frame by frame, exactly as the client's stream does, then reconciled with th
 
 from __future__ import annotations
 
-import base64
 import json
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,8 +29,8 @@ from comfykit._protocol.events import (
 )
 from comfykit._protocol.tracker import JobStatus, JobTracker, Router, merge_outputs
 from comfykit._types import HistoryEntry
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "events"
+from tests.recordings import FIXTURES
+from tests.recordings import load as load_recording
 
 
 @dataclass
@@ -46,19 +44,7 @@ class Recording:
 
 
 def load(name: str) -> Recording:
-    submit: dict[str, Any] = {}
-    frames: list[str | bytes] = []
-    raw_history: dict[str, Any] = {}
-    for line in (FIXTURES / f"{name}.jsonl").read_text(encoding="utf-8").splitlines():
-        item = json.loads(line)
-        if "submit" in item:
-            submit = item["submit"]
-        elif "text" in item:
-            frames.append(item["text"])
-        elif "binary" in item:
-            frames.append(base64.b64decode(item["binary"]))
-        elif "history" in item:
-            raw_history = item["history"]
+    submit, frames, raw_history = load_recording(name)
     return Recording(
         name,
         submit["prompt_id"],
