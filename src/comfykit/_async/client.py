@@ -409,14 +409,10 @@ class AsyncComfyClient(AsyncGenerateMixin):
         type: str = "input",
     ) -> UploadedFile:
         """Upload an image (bytes, path, binary file or PIL image); feed ``.ref`` to LoadImage."""
-        content, name = read_upload(data_or_path, filename)
-        files, form = upload_form(
-            name, content, subfolder=subfolder, overwrite=overwrite, type=type
-        )
-        response = await self._request(
-            "POST", "/upload/image", files=files, data=form, idempotent=True
-        )
-        return UploadedFile.model_validate(_json(response))
+        return await self._upload(
+            "/upload/image", data_or_path, filename=filename, subfolder=subfolder,
+            overwrite=overwrite, type=type, original_ref=None,
+        )  # fmt: skip
 
     async def upload_mask(
         self,
@@ -429,18 +425,28 @@ class AsyncComfyClient(AsyncGenerateMixin):
         type: str = "input",
     ) -> UploadedFile:
         """Upload a mask: its alpha is applied to the image ``original_ref`` points at."""
+        return await self._upload(
+            "/upload/mask", data_or_path, filename=filename, subfolder=subfolder,
+            overwrite=overwrite, type=type, original_ref=original_ref,
+        )  # fmt: skip
+
+    async def _upload(
+        self,
+        path: str,
+        data_or_path: FileInput,
+        *,
+        filename: str | None,
+        subfolder: str | None,
+        overwrite: bool,
+        type: str,
+        original_ref: FileRef | Mapping[str, Any] | str | None,
+    ) -> UploadedFile:
         content, name = read_upload(data_or_path, filename)
         files, form = upload_form(
-            name,
-            content,
-            subfolder=subfolder,
-            overwrite=overwrite,
-            type=type,
+            name, content, subfolder=subfolder, overwrite=overwrite, type=type,
             original_ref=original_ref,
-        )
-        response = await self._request(
-            "POST", "/upload/mask", files=files, data=form, idempotent=True
-        )
+        )  # fmt: skip
+        response = await self._request("POST", path, files=files, data=form, idempotent=True)
         return UploadedFile.model_validate(_json(response))
 
     def view_url(self, ref: FileRef | Mapping[str, Any] | str) -> str:

@@ -410,14 +410,10 @@ class ComfyClient(GenerateMixin):
         type: str = "input",
     ) -> UploadedFile:
         """Upload an image (bytes, path, binary file or PIL image); feed ``.ref`` to LoadImage."""
-        content, name = read_upload(data_or_path, filename)
-        files, form = upload_form(
-            name, content, subfolder=subfolder, overwrite=overwrite, type=type
-        )
-        response = self._request(
-            "POST", "/upload/image", files=files, data=form, idempotent=True
-        )
-        return UploadedFile.model_validate(_json(response))
+        return self._upload(
+            "/upload/image", data_or_path, filename=filename, subfolder=subfolder,
+            overwrite=overwrite, type=type, original_ref=None,
+        )  # fmt: skip
 
     def upload_mask(
         self,
@@ -430,18 +426,28 @@ class ComfyClient(GenerateMixin):
         type: str = "input",
     ) -> UploadedFile:
         """Upload a mask: its alpha is applied to the image ``original_ref`` points at."""
+        return self._upload(
+            "/upload/mask", data_or_path, filename=filename, subfolder=subfolder,
+            overwrite=overwrite, type=type, original_ref=original_ref,
+        )  # fmt: skip
+
+    def _upload(
+        self,
+        path: str,
+        data_or_path: FileInput,
+        *,
+        filename: str | None,
+        subfolder: str | None,
+        overwrite: bool,
+        type: str,
+        original_ref: FileRef | Mapping[str, Any] | str | None,
+    ) -> UploadedFile:
         content, name = read_upload(data_or_path, filename)
         files, form = upload_form(
-            name,
-            content,
-            subfolder=subfolder,
-            overwrite=overwrite,
-            type=type,
+            name, content, subfolder=subfolder, overwrite=overwrite, type=type,
             original_ref=original_ref,
-        )
-        response = self._request(
-            "POST", "/upload/mask", files=files, data=form, idempotent=True
-        )
+        )  # fmt: skip
+        response = self._request("POST", path, files=files, data=form, idempotent=True)
         return UploadedFile.model_validate(_json(response))
 
     def view_url(self, ref: FileRef | Mapping[str, Any] | str) -> str:
