@@ -377,7 +377,7 @@ async def test_post_prompt_400_is_a_prompt_validation_error(
     assert err.node_errors == body["node_errors"]
     assert err.__cause__ is None and err.__suppress_context__
     # The failed submit leaves nothing tracked.
-    assert client._shared.stream.router.trackers == {}
+    assert dict(client._shared.stream.router.trackers) == {}
 
 
 async def test_post_prompt_200_with_node_errors_is_a_partial_submit(

@@ -10,6 +10,7 @@ events were missed (reconnect, polling without a WebSocket) is completed from hi
 from __future__ import annotations
 
 import enum
+import weakref
 from typing import Any
 
 from comfykit._exceptions import (
@@ -189,10 +190,16 @@ def _status_of(event: Event) -> JobStatus:
 
 
 class Router:
-    """Routes the events of one WebSocket to the trackers of the jobs they belong to."""
+    """Routes the events of one WebSocket to the trackers of the jobs they belong to.
+
+    Trackers are held weakly: a job's tracker lives as long as somebody holds its job handle, so
+    a client that runs jobs for months does not keep every finished job's events.
+    """
 
     def __init__(self) -> None:
-        self.trackers: dict[str, JobTracker] = {}
+        self.trackers: weakref.WeakValueDictionary[str, JobTracker] = (
+            weakref.WeakValueDictionary()
+        )
         self.sid: str | None = None
         self.server_flags: dict[str, Any] = {}
         self.queue_remaining: int | None = None
