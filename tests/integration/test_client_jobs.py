@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import uuid
 
@@ -143,9 +144,8 @@ async def test_validation_error_names_node_input_and_value(comfyui_url: str) -> 
         assert "node 5 (KSampler 'Sampler') input 'steps': value 0 smaller than min of 1" in str(
             err
         )
-        assert comfy._shared.stream.router.trackers.keys().isdisjoint(
-            {e.node_id for e in err.errors}
-        )
+        # The rejected prompt is not tracked.
+        assert dict(comfy._shared.stream.router.trackers) == {}
 
 
 async def test_local_validation_lists_every_problem_and_sends_nothing(comfyui_url: str) -> None:
@@ -241,6 +241,42 @@ async def test_cancel_pending_job_removes_it_from_queue(comfyui_url: str) -> Non
             await pending.result(timeout=10)
         await blocker.result(timeout=60)
         assert await comfy.history(pending.prompt_id) == {}
+
+
+async def test_cancel_from_another_task_wakes_the_task_waiting_for_the_job(
+    comfyui_url: str,
+) -> None:
+    async with AsyncComfyClient(comfyui_url) as comfy:
+        blocker = await comfy.submit(graphs.sleep(5.0, value=random.randrange(10**6)))
+        pending = await comfy.submit(graphs.text("never", uuid.uuid4().hex))
+        # The blocker's waiter reads the socket; the pending job's waiter sleeps until woken.
+        blocker_result = asyncio.create_task(blocker.result(timeout=60))
+        pending_result = asyncio.create_task(pending.result(timeout=60))
+        async for event in blocker.events(timeout=30):
+            if isinstance(event, Progress):
+                break
+        await pending.cancel()
+        with pytest.raises(JobInterrupted, match="cancelled before it ran"):
+            await pending_result
+        # Woken by the cancel itself, not by the blocker finishing seconds later.
+        assert not blocker.done and not blocker_result.done()
+        await blocker.cancel()
+        with pytest.raises(JobInterrupted):
+            await blocker_result
+
+
+async def test_finished_jobs_are_not_kept_by_the_client(comfyui_url: str) -> None:
+    async with AsyncComfyClient(comfyui_url) as comfy:
+        router = comfy._shared.stream.router
+        kept = await comfy.submit(graphs.invert(_color()))
+        for _ in range(5):
+            job = await comfy.submit(graphs.invert(_color()))
+            await job.result(timeout=60)
+        del job
+        await kept.result(timeout=60)
+        gc.collect()
+        # Only the job somebody still holds is tracked; the rest are gone with their handles.
+        assert list(router.trackers) == [kept.prompt_id]
 
 
 async def test_result_timeout_is_typed(comfyui_url: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
@@ -178,17 +178,25 @@ class AsyncEventStream:
         return remaining
 
     def _wake(self, *, handover: bool) -> None:
-        """Signal every waiter whose condition holds; with ``handover``, also one that still
-        needs frames, so that somebody reads."""
+        """With ``handover``: hand the reader's role to a waiter that still needs frames (the
+        reader has already signalled those whose frames arrived). Without: signal every waiter
+        whose condition holds (after a reconnect caught jobs up)."""
         with self._waiters_mutex:
             entries = [e for waiting in self._waiters.values() for e in waiting]
-        handed = not handover
         for waiting_until, waiting_signal in entries:
             if waiting_until():
                 waiting_signal.set()
-            elif not handed:
+            elif handover:
                 waiting_signal.set()
-                handed = True
+                return
+
+    def notify(self, prompt_ids: Iterable[str]) -> None:
+        """Wake the waiters of these prompts: their jobs changed without a frame (caught up
+        from history, cancelled)."""
+        with self._waiters_mutex:
+            entries = [e for pid in prompt_ids for e in self._waiters.get(pid, ())]
+        for _, waiting_signal in entries:
+            waiting_signal.set()
 
     def feed_frame(self, frame: str | bytes) -> JobTracker | None:
         """Parse one frame and route it; return the tracker it went to."""

@@ -668,6 +668,7 @@ class ComfyClient(GenerateMixin):
                         prompt_id=tracker.prompt_id,
                     )
                 )
+        self._shared.stream.notify([t.prompt_id for t in open_])
 
 
 def _outcome_error(state: RetryCallState) -> BaseException | None:
