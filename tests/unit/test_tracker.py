@@ -24,7 +24,9 @@ from comfykit._protocol.events import (
     PreviewImage,
     Progress,
     ProgressText,
+    UnknownEvent,
     parse_binary,
+    parse_event,
     parse_text,
 )
 from comfykit._protocol.tracker import JobStatus, JobTracker, Router, merge_outputs
@@ -477,6 +479,31 @@ binary_frames = (
         st.binary(max_size=8),
     )
 )
+
+
+def _general_parse(frame: str) -> Event:
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return UnknownEvent(type="invalid", data=frame)
+    return parse_event(message)
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_frames)
+def test_one_pass_frame_parsing_agrees_with_the_general_parser(frame: str) -> None:
+    # parse_text validates known frames straight from the JSON text; whatever it accepts must
+    # come out exactly as the general parser (json.loads + parse_event) makes it.
+    event = parse_text(frame)
+    assert event == _general_parse(frame)
+    assert type(event) is type(_general_parse(frame))
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in FIXTURES.glob("*.jsonl")))
+def test_one_pass_parsing_of_every_recorded_frame(name: str) -> None:
+    for frame in load(name).frames:
+        if isinstance(frame, str):
+            assert parse_text(frame) == _general_parse(frame)
 
 
 @settings(max_examples=200, deadline=None)

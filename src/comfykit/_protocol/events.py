@@ -7,11 +7,12 @@ Every JSON message type of COMFYUI_API.md §4.4 has a model; binary frames of ty
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -271,8 +272,60 @@ def parse_event(message: Any) -> Event:
     return UnknownEvent(type=etype, data=data)
 
 
+class _QueueInfo(BaseModel):
+    queue_remaining: int | None = None
+
+
+class _QueueStatus(BaseModel):
+    exec_info: _QueueInfo | None = None
+
+
+class _StatusData(BaseModel):
+    status: _QueueStatus | None = None
+    sid: str | None = None
+
+
+@functools.cache
+def _frame_adapter() -> TypeAdapter[Any]:
+    """One validator for every known ``{"type", "data"}`` frame, run on the raw JSON text.
+
+    Parsing and validating in one pass costs about what ``json.loads`` alone does; frames it
+    does not accept take the general path of :func:`parse_event`, which decides what they are.
+    """
+    data_types: dict[str, Any] = {
+        "status": _StatusData,
+        "feature_flags": dict[str, Any],
+        **_MODELS,
+    }
+    envelopes = tuple(
+        create_model(f"_Frame_{name}", type=(_literal(name), ...), data=(data_type, ...))
+        for name, data_type in data_types.items()
+    )
+    frame: Any = Annotated[Union[envelopes], Field(discriminator="type")]  # noqa: UP007
+    return TypeAdapter(frame)
+
+
+def _literal(name: str) -> Any:
+    return Literal[name]
+
+
+def _from_envelope(envelope: Any) -> Event:
+    data = envelope.data
+    if envelope.type == "status":
+        info = data.status.exec_info if data.status is not None else None
+        return Status(queue_remaining=info.queue_remaining if info else None, sid=data.sid)
+    if envelope.type == "feature_flags":
+        return FeatureFlags(flags=data)
+    event: Event = data
+    return event
+
+
 def parse_text(frame: str) -> Event:
     """Parse a text frame; malformed JSON becomes an :class:`UnknownEvent` of type ``invalid``."""
+    try:
+        return _from_envelope(_frame_adapter().validate_json(frame))
+    except (ValidationError, RecursionError):
+        pass
     try:
         message = json.loads(frame)
     except (ValueError, RecursionError):
