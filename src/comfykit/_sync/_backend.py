@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
+    from websockets.uri import WebSocketURI
+
+    from comfykit._blocking_ws import BlockingWebSocket
 
 __all__ = [
     "Lock",
@@ -103,13 +106,16 @@ class Mutex:
 
 
 class WebSocket:
-    """A connected WebSocket with a receive timeout."""
+    """A connected WebSocket with a receive timeout, read by the thread that calls ``recv``."""
 
-    def __init__(self, conn: ClientConnection) -> None:
+    def __init__(self, conn: BlockingWebSocket | ClientConnection) -> None:
         self._conn = conn
+        self._direct = type(conn).__name__ == "BlockingWebSocket"
 
     def recv(self, timeout: float | None) -> str | bytes:
         """Next frame; ``TimeoutError`` when none arrives in time."""
+        if self._direct:
+            return self._conn.recv(timeout)
         return self._conn.recv(timeout=None if timeout is None else max(timeout, 0))
 
     def send(self, message: str) -> None:
@@ -122,7 +128,19 @@ class WebSocket:
 
 
 def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | None) -> WebSocket:
-    """Open a WebSocket with no frame-size limit and an unbounded receive queue."""
+    """Open a WebSocket with no frame-size limit.
+
+    A direct connection is driven in the caller's thread (:mod:`comfykit._blocking_ws`): no
+    background thread, no hand-over per frame. Through a proxy from the environment, the
+    connection is made by ``websockets.sync``, which knows how to tunnel.
+    """
+    from websockets.uri import parse_uri
+
+    if _proxy_for(parse_uri(url)) is None:
+        from comfykit._blocking_ws import connect as connect_direct
+
+        return WebSocket(connect_direct(url, headers, open_timeout))
+
     from websockets.sync.client import connect  # imported on first use: it is slow to import
 
     conn = connect(
@@ -138,6 +156,15 @@ def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | N
     # Entering the connection marks it as managed (websockets >= 17 warns otherwise); leaving it
     # is what WebSocket.close() does.
     return WebSocket(conn.__enter__())
+
+
+def _proxy_for(uri: WebSocketURI) -> str | None:
+    """The proxy websockets would use for ``uri`` (websockets >= 15 reads the environment)."""
+    try:
+        from websockets.proxy import get_proxy
+    except ImportError:  # websockets 14 connects directly
+        return None
+    return get_proxy(uri)
 
 
 def prefetch(files: Sequence[Any]) -> list[bytes] | None:  # noqa: ARG001 - the async twin uses it
