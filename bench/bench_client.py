@@ -6,7 +6,9 @@ arrives, then ``GET /history/{id}``. comfykit does the same work (submit with ``
 wait for the completion frame, read the history). The graph is EmptyImage -> ImageInvert ->
 SaveImage with a different colour every job, so the server's cache never skips it.
 
-Measured (raw and comfykit runs interleaved to cancel drift):
+Measured in rounds in which only the client being measured is open (an idle client's socket
+still receives the server's broadcast frames, and reading them would cost the measured client),
+the clients' order rotating from round to round to cancel drift:
 
 * sequential latency p50/p95 per job: raw, comfykit async, comfykit sync;
 * throughput (jobs/s) with 1, 8, 32 and 64 jobs in flight: raw, comfykit async, comfykit sync
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -31,7 +34,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -47,6 +50,8 @@ THROUGHPUT_TARGET = 1.0
 IMPORT_TARGET_MS = 150.0
 HEAVY_MODULES = ("fastapi", "PIL", "torch")
 JOB_TIMEOUT = 300.0
+#: Sequential jobs per client per block: small blocks, many rotations, to cancel drift.
+SEQUENTIAL_BLOCK = 10
 
 _colours = itertools.count(1)
 
@@ -207,84 +212,132 @@ def run_in_flight_sync(fn: Callable[[], Any], jobs: int, in_flight: int) -> floa
     return time.perf_counter() - start
 
 
+class Session:
+    """One open client of one kind: ``run(jobs, in_flight)`` -> (seconds, per-job latencies)."""
+
+    def __init__(
+        self,
+        async_job: Callable[[], Awaitable[Any]] | None = None,
+        sync_job: Callable[[], Any] | None = None,
+    ) -> None:
+        self.async_job = async_job
+        self.sync_job = sync_job
+
+    async def one(self) -> float:
+        if self.async_job is not None:
+            return await timed_async(self.async_job)
+        assert self.sync_job is not None
+        return timed_sync(self.sync_job)
+
+    async def run(self, jobs: int, in_flight: int) -> float:
+        if self.async_job is not None:
+            return await run_in_flight_async(self.async_job, jobs, in_flight)
+        assert self.sync_job is not None
+        return run_in_flight_sync(self.sync_job, jobs, in_flight)
+
+
+CLIENTS = ("raw", "async", "sync")
+
+
+@contextlib.asynccontextmanager
+async def session(name: str, url: str, warmup: int) -> AsyncIterator[Session]:
+    """Open a client of kind ``name``, run ``warmup`` jobs on it (untimed), close it after.
+
+    Only the client being measured is open: an idle client's WebSocket still receives the
+    server's broadcast ``status`` frames, and whoever reads them (a raw reader task, the sync
+    client's socket thread) would spend CPU inside another client's measurement.
+    """
+    if name == "raw":
+        raw = RawClient(url)
+        await raw.start()
+
+        async def raw_job() -> None:
+            await raw.run(graph())
+
+        try:
+            opened = Session(async_job=raw_job)
+            for _ in range(warmup):
+                await opened.one()
+            yield opened
+        finally:
+            await raw.close()
+    elif name == "async":
+        async with AsyncComfyClient(url) as ck_async:
+
+            async def async_job() -> None:
+                await comfykit_async_job(ck_async)
+
+            opened = Session(async_job=async_job)
+            for _ in range(warmup):
+                await opened.one()
+            yield opened
+    else:
+        with ComfyClient(url) as ck_sync:
+            opened = Session(sync_job=lambda: comfykit_sync_job(ck_sync))
+            for _ in range(warmup):
+                await opened.one()
+            yield opened
+
+
+def rotation(r: int) -> list[str]:
+    """The clients' order in round ``r``: every client goes first, second and last in turn, in
+    both directions (ABC, CBA, BCA, ACB, CAB, BAC)."""
+    order = list(CLIENTS[r // 2 % 3 :] + CLIENTS[: r // 2 % 3])
+    return order if r % 2 == 0 else order[::-1]
+
+
 async def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    raw = RawClient(url)
-    await raw.start()
-    ck_async = AsyncComfyClient(url)
-    ck_sync = ComfyClient(url)
+    log(f"warm-up: {args.warmup} jobs per client (the catalog, the server's caches)")
+    for name in CLIENTS:
+        async with session(name, url, args.warmup):
+            pass
 
-    async def raw_job() -> None:
-        await raw.run(graph())
-
-    async def async_job() -> None:
-        await comfykit_async_job(ck_async)
-
-    def sync_job() -> None:
-        comfykit_sync_job(ck_sync)
-
-    try:
-        log(f"warm-up: {args.warmup} jobs per client")
-        for _ in range(args.warmup):
-            await raw_job()
-            await async_job()
-            sync_job()
-
-        # Sequential latency: one job per client in turn, the order rotating every round.
-        latencies: dict[str, list[float]] = {"raw": [], "async": [], "sync": []}
-        # Client CPU (this process) per job: robust to the server's and other load's noise.
-        seq_cpu: dict[str, float] = {"raw": 0.0, "async": 0.0, "sync": 0.0}
-        log(f"sequential: {args.sequential} jobs per client, interleaved")
-        for i in range(args.sequential):
-            order = ["raw", "async", "sync"]
-            order = order[i % 3 :] + order[: i % 3]
-            for name in order:
+    # Sequential latency: blocks of jobs, one client at a time, the order rotating per block.
+    latencies: dict[str, list[float]] = {name: [] for name in CLIENTS}
+    # Client CPU (this process) per job: robust to the server's and other load's noise.
+    seq_cpu: dict[str, float] = dict.fromkeys(CLIENTS, 0.0)
+    per_block = min(SEQUENTIAL_BLOCK, args.sequential)
+    blocks = max(1, -(-args.sequential // per_block))
+    log(f"sequential: {blocks} blocks of {per_block} jobs per client")
+    for b in range(blocks):
+        for name in rotation(b):
+            async with session(name, url, 2) as client:
                 cpu = time.process_time()
-                if name == "raw":
-                    latencies[name].append(await timed_async(raw_job))
-                elif name == "async":
-                    latencies[name].append(await timed_async(async_job))
-                else:
-                    latencies[name].append(timed_sync(sync_job))
+                for _ in range(per_block):
+                    latencies[name].append(await client.one())
                 seq_cpu[name] += time.process_time() - cpu
 
-        # Throughput: per level, rounds of raw / async / sync, alternating the order (ABC CBA).
-        # The ratio is the median of the per-round ratios, which cancels slow drift of the
-        # machine (other processes share the cores); jobs/s are totals over all rounds.
-        throughput: dict[str, dict[str, float]] = {"raw": {}, "async": {}, "sync": {}}
-        ratios: dict[str, dict[str, float]] = {"async": {}, "sync": {}}
-        cpu_ms: dict[str, dict[str, float]] = {
-            name: {"sequential": seq_cpu[name] / max(1, args.sequential) * 1000} for name in seq_cpu
-        }
-        for level in args.levels:
-            per_round = max(32, 2 * level)
-            rounds = max(args.rounds, -(-args.jobs // per_round))
-            log(f"throughput: {rounds} rounds of {per_round} jobs per client, {level} in flight")
-            spent: dict[str, list[float]] = {"raw": [], "async": [], "sync": []}
-            level_cpu: dict[str, float] = {"raw": 0.0, "async": 0.0, "sync": 0.0}
-            for r in range(rounds):
-                order = ["raw", "async", "sync"] if r % 2 == 0 else ["sync", "async", "raw"]
-                for name in order:
+    # Throughput: per level, rounds in which each client runs alone, the order rotating. The
+    # ratio is the median of the per-round ratios, which cancels slow drift of the machine
+    # (other processes share the cores); jobs/s are totals over all rounds.
+    throughput: dict[str, dict[str, float]] = {name: {} for name in CLIENTS}
+    ratios: dict[str, dict[str, float]] = {"async": {}, "sync": {}}
+    round_ratios: dict[str, dict[str, list[float]]] = {"async": {}, "sync": {}}
+    cpu_ms: dict[str, dict[str, float]] = {
+        name: {"sequential": seq_cpu[name] / (blocks * per_block) * 1000} for name in CLIENTS
+    }
+    for level in args.levels:
+        per_round = max(32, 2 * level)
+        rounds = max(args.rounds, -(-args.jobs // per_round))
+        log(f"throughput: {rounds} rounds of {per_round} jobs per client, {level} in flight")
+        spent: dict[str, list[float]] = {name: [] for name in CLIENTS}
+        level_cpu: dict[str, float] = dict.fromkeys(CLIENTS, 0.0)
+        for r in range(rounds):
+            for name in rotation(r):
+                async with session(name, url, 2) as client:
                     cpu = time.process_time()
-                    if name == "raw":
-                        seconds = await run_in_flight_async(raw_job, per_round, level)
-                    elif name == "async":
-                        seconds = await run_in_flight_async(async_job, per_round, level)
-                    else:
-                        seconds = run_in_flight_sync(sync_job, per_round, level)
-                    spent[name].append(seconds)
+                    spent[name].append(await client.run(per_round, level))
                     level_cpu[name] += time.process_time() - cpu
-            for name, times in spent.items():
-                throughput[name][str(level)] = per_round * rounds / sum(times)
-                cpu_ms[name][f"{level} in flight"] = level_cpu[name] / (per_round * rounds) * 1000
-            for name in ("async", "sync"):
-                # jobs/s ratio of one round = raw time / comfykit time
-                ratios[name][str(level)] = statistics.median(
-                    raw_s / ck_s for raw_s, ck_s in zip(spent["raw"], spent[name], strict=True)
-                )
-    finally:
-        await raw.close()
-        await ck_async.close()
-        ck_sync.close()
+        for name, times in spent.items():
+            throughput[name][str(level)] = per_round * rounds / sum(times)
+            cpu_ms[name][f"{level} in flight"] = level_cpu[name] / (per_round * rounds) * 1000
+        for name in ("async", "sync"):
+            # jobs/s ratio of one round = raw time / comfykit time
+            per_round_ratios = [
+                raw_s / ck_s for raw_s, ck_s in zip(spent["raw"], spent[name], strict=True)
+            ]
+            ratios[name][str(level)] = statistics.median(per_round_ratios)
+            round_ratios[name][str(level)] = per_round_ratios
 
     return {
         "sequential_ms": {
@@ -298,6 +351,7 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
         },
         "throughput_jobs_per_s": throughput,
         "throughput_ratio_median": ratios,
+        "throughput_ratio_per_round": round_ratios,
         "client_cpu_ms_per_job": cpu_ms,
     }
 
@@ -360,6 +414,11 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def _range(values: Sequence[float]) -> str:
+    """The spread of per-round ratios, shown next to their median."""
+    return f"({min(values):.2f}–{max(values):.2f})"
+
+
 def table(results: dict[str, Any]) -> str:
     seq = results["sequential_ms"]
     thr = results["throughput_jobs_per_s"]
@@ -392,9 +451,11 @@ def table(results: dict[str, Any]) -> str:
             result = (
                 f"async {verdict(ra >= THROUGHPUT_TARGET)}, sync {verdict(rs >= THROUGHPUT_TARGET)}"
             )
+        spread = results["throughput_ratio_per_round"]
         lines.append(
             f"| throughput, {level} in flight (jobs/s) | {raw:.1f} | {a:.1f} | {s:.1f} | "
-            f"{ra:.3f} | {rs:.3f} | {target} | {result} |"
+            f"{ra:.3f} {_range(spread['async'][level])} | {rs:.3f} {_range(spread['sync'][level])}"
+            f" | {target} | {result} |"
         )
     cpu = results["client_cpu_ms_per_job"]
     for phase in cpu["raw"]:
@@ -435,13 +496,13 @@ def log(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--url", help="benchmark this server instead of starting one")
-    parser.add_argument("--sequential", type=int, default=200, help="sequential jobs per client")
+    parser.add_argument("--sequential", type=int, default=600, help="sequential jobs per client")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up jobs per client")
     parser.add_argument(
         "--jobs", type=int, default=256, help="jobs per client per level (at least)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=4, help="interleaved rounds per level (at least)"
+        "--rounds", type=int, default=6, help="interleaved rounds per level (at least)"
     )
     parser.add_argument(
         "--levels",

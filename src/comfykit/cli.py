@@ -566,8 +566,7 @@ def _cmd_catalog(args: argparse.Namespace) -> int:
         catalog = comfy.catalog(refresh=True)
     catalog.save(args.output)
     _note(
-        f"wrote {args.output} ({len(catalog)} node classes, "
-        f"fingerprint {catalog.fingerprint[:12]})"
+        f"wrote {args.output} ({len(catalog)} node classes, fingerprint {catalog.fingerprint[:12]})"
     )
     return EXIT_OK
 

@@ -197,9 +197,7 @@ class Router:
     """
 
     def __init__(self) -> None:
-        self.trackers: weakref.WeakValueDictionary[str, JobTracker] = (
-            weakref.WeakValueDictionary()
-        )
+        self.trackers: weakref.WeakValueDictionary[str, JobTracker] = weakref.WeakValueDictionary()
         self.sid: str | None = None
         self.server_flags: dict[str, Any] = {}
         self.queue_remaining: int | None = None

@@ -164,11 +164,13 @@ class EventStream:
             tracker = self.feed_frame(frame)
             if tracker is None:
                 continue
-            with self._waiters_mutex:
-                waiting = list(self._waiters.get(tracker.prompt_id, ()))
-            for waiting_until, waiting_signal in waiting:
-                if waiting_until():
-                    waiting_signal.set()
+            # No mutex: dict.get and copying a list are each atomic, and a waiter that leaves
+            # after the copy ignores the signal.
+            waiting = self._waiters.get(tracker.prompt_id)
+            if waiting:
+                for waiting_until, waiting_signal in list(waiting):
+                    if waiting_until():
+                        waiting_signal.set()
 
     def _remaining(self, deadline: float | None) -> float | None:
         if deadline is None:
