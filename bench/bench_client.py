@@ -240,8 +240,9 @@ CLIENTS = ("raw", "async", "sync")
 
 
 @contextlib.asynccontextmanager
-async def session(name: str, url: str, warmup: int) -> AsyncIterator[Session]:
-    """Open a client of kind ``name``, run ``warmup`` jobs on it (untimed), close it after.
+async def session(name: str, url: str, warmup: int, in_flight: int = 1) -> AsyncIterator[Session]:
+    """Open a client of kind ``name``, run ``warmup`` jobs on it with ``in_flight`` of them at a
+    time (untimed: this opens the connections the measurement will use), close it after.
 
     Only the client being measured is open: an idle client's WebSocket still receives the
     server's broadcast ``status`` frames, and whoever reads them (a raw reader task, the sync
@@ -256,8 +257,7 @@ async def session(name: str, url: str, warmup: int) -> AsyncIterator[Session]:
 
         try:
             opened = Session(async_job=raw_job)
-            for _ in range(warmup):
-                await opened.one()
+            await opened.run(warmup, in_flight)
             yield opened
         finally:
             await raw.close()
@@ -268,14 +268,12 @@ async def session(name: str, url: str, warmup: int) -> AsyncIterator[Session]:
                 await comfykit_async_job(ck_async)
 
             opened = Session(async_job=async_job)
-            for _ in range(warmup):
-                await opened.one()
+            await opened.run(warmup, in_flight)
             yield opened
     else:
         with ComfyClient(url) as ck_sync:
             opened = Session(sync_job=lambda: comfykit_sync_job(ck_sync))
-            for _ in range(warmup):
-                await opened.one()
+            await opened.run(warmup, in_flight)
             yield opened
 
 
@@ -324,7 +322,7 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
         level_cpu: dict[str, float] = dict.fromkeys(CLIENTS, 0.0)
         for r in range(rounds):
             for name in rotation(r):
-                async with session(name, url, 2) as client:
+                async with session(name, url, max(2, level), level) as client:
                     cpu = time.process_time()
                     spent[name].append(await client.run(per_round, level))
                     level_cpu[name] += time.process_time() - cpu
@@ -502,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs", type=int, default=256, help="jobs per client per level (at least)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=6, help="interleaved rounds per level (at least)"
+        "--rounds", type=int, default=8, help="interleaved rounds per level (at least)"
     )
     parser.add_argument(
         "--levels",

@@ -625,3 +625,38 @@ async def test_auth_headers_on_the_websocket_handshake(
     assert [json.loads(m) for m in received] == [
         {"type": "feature_flags", "data": {"supports_preview_metadata": True}}
     ]
+
+
+# -- URLs ------------------------------------------------------------------------------------
+
+
+async def test_requests_go_to_base_url_with_its_path_prefix(kind: str) -> None:
+    with respx.mock(assert_all_called=True) as router:
+        stats = router.get("http://comfy.test:8188/comfy/system_stats").respond(json=STATS)
+        history = router.get("http://comfy.test:8188/comfy/history/a%2Fb").respond(json={})
+        c = make(kind, URL + "/comfy/")
+        try:
+            assert (await call(c.system_stats())).system.comfyui_version == "0.3.75"
+            assert (await call(c.system_stats())).system.os == "posix"
+            assert await call(c.history("a/b")) == {}
+        finally:
+            await call(c.close())
+        assert stats.call_count == 2 and history.call_count == 1
+
+
+async def test_a_given_http_client_without_base_url_still_reaches_base_url(kind: str) -> None:
+    http: httpx.AsyncClient | httpx.Client = (
+        httpx.AsyncClient() if kind == "async" else httpx.Client()
+    )
+    with respx.mock(assert_all_called=True) as router:
+        route = router.get(f"{URL}/system_stats").respond(json=STATS)
+        c = make(kind, http_client=http)
+        try:
+            await call(c.system_stats())
+        finally:
+            await call(c.close())
+            if isinstance(http, httpx.AsyncClient):
+                await http.aclose()
+            else:
+                http.close()
+        assert route.call_count == 1
