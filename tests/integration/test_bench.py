@@ -1,0 +1,32 @@
+"""The benchmark still runs end to end (a smoke run: its numbers are not judged here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_client.py"
+
+
+def test_quick_benchmark_run_measures_every_client(comfyui_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--url", comfyui_url, "--quick", "--levels", "1,8"]
+        + ["--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(out.read_text())
+    for name in ("raw", "async", "sync"):
+        assert results["sequential_ms"][name]["n"] == 20
+        assert results["sequential_ms"][name]["p50"] > 0
+        assert set(results["throughput_jobs_per_s"][name]) == {"1", "8"}
+        assert all(v > 0 for v in results["throughput_jobs_per_s"][name].values())
+    assert results["import"]["heavy_modules_loaded"] == []
+    assert "| sequential latency p50 (ms) |" in done.stdout
+    assert "throughput, 8 in flight" in done.stdout
