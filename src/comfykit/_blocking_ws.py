@@ -1,11 +1,10 @@
-"""A blocking WebSocket client on websockets' sans-I/O protocol, read by the calling thread.
+"""A blocking WebSocket client on websockets' sans-I/O protocol.
 
-``websockets.sync`` reads every connection in a background thread and hands each message to the
-caller through a queue: two thread switches per frame, and a thread per client. The sync client
-reads its socket only while somebody waits for a job (the stream's reader), so it drives the
-protocol itself: ``socket.recv`` in the reader's thread, ``ClientProtocol.receive_data`` and
-``events_received`` to turn bytes into frames, control frames (ping, close) answered on the
-spot. Nothing runs while nobody reads; the server's broadcast frames wait in the socket buffer.
+``websockets.sync`` reads every connection in a thread of its own and hands each message to the
+caller through a queue: two thread switches per frame. The sync client already has a thread that
+reads its socket (the stream's reader), so it drives the protocol itself: ``socket.recv`` in the
+reader's thread, ``ClientProtocol.receive_data`` and ``events_received`` to turn bytes into
+frames, control frames (ping, close) answered on the spot.
 
 Connections through an HTTP or SOCKS proxy (from the environment) still use ``websockets.sync``.
 """
@@ -39,6 +38,7 @@ class BlockingWebSocket:
         self._messages: collections.deque[str | bytes] = collections.deque()
         self._fragments: list[bytes] = []
         self._fragment_text = False
+        self._receiving = False
 
     def recv(self, timeout: float | None) -> str | bytes:
         """The next message; ``TimeoutError`` when none is complete within ``timeout`` seconds.
@@ -47,8 +47,9 @@ class BlockingWebSocket:
         """
         while not self._messages:
             self._raise_if_closed()
-            self._sock.settimeout(None if timeout is None else max(timeout, 0.0))
+            self._receiving = True
             try:
+                self._sock.settimeout(None if timeout is None else max(timeout, 0.0))
                 data = self._sock.recv(_RECV_BUFSIZE)
             except TimeoutError:
                 raise
@@ -56,6 +57,8 @@ class BlockingWebSocket:
                 self._protocol.receive_eof()
                 self._raise_if_closed()
                 raise
+            finally:
+                self._receiving = False
             if data:
                 self._protocol.receive_data(data)
             else:
@@ -70,9 +73,13 @@ class BlockingWebSocket:
         self._flush()
 
     def close(self) -> None:
-        """Send a close frame (best effort) and close the socket."""
+        """Close the socket; with a close frame first unless another thread is receiving.
+
+        Shutting the socket down wakes a thread blocked in :meth:`recv`, which then raises
+        ``ConnectionClosed``.
+        """
         try:
-            if self._protocol.state is State.OPEN:
+            if self._protocol.state is State.OPEN and not self._receiving:
                 self._protocol.send_close()
                 self._sock.settimeout(1.0)
                 self._flush()

@@ -113,3 +113,62 @@ async def test_server_restarted_mid_job_reports_job_lost(own_server: ComfyUIServ
         # The client keeps working against the new process.
         result = await comfy.run(graphs.text("after", "restart"), timeout=60)
         assert result.text["2"] == ["after-restart"]
+
+
+async def test_an_idle_async_client_keeps_reading_the_broadcasts(comfyui_url: str) -> None:
+    # ComfyUI broadcasts a status frame to every socket on each queue change; an unread socket
+    # fills up and then stalls the server's event delivery to everybody.
+    async with AsyncComfyClient(comfyui_url) as idle, AsyncComfyClient(comfyui_url) as busy:
+        await idle.run(graphs.text("idle", str(random.random())), timeout=60)
+        router = idle._shared.stream.router
+        blocker = await busy.submit(graphs.sleep(1.0, value=random.randrange(10**6)))
+        queued = [await busy.submit(graphs.text(str(i), str(random.random()))) for i in range(3)]
+        deadline = time.monotonic() + 30
+        while (router.queue_remaining or 0) < 3:  # the idle client never calls anything
+            assert time.monotonic() < deadline, router.queue_remaining
+            await asyncio.sleep(0.02)
+        for job in [blocker, *queued]:
+            await job.result(timeout=60)
+        while router.queue_remaining != 0:
+            assert time.monotonic() < deadline, router.queue_remaining
+            await asyncio.sleep(0.02)
+
+
+def test_an_idle_sync_client_keeps_reading_the_broadcasts(comfyui_url: str) -> None:
+    with ComfyClient(comfyui_url) as idle, ComfyClient(comfyui_url) as busy:
+        idle.run(graphs.text("idle", str(random.random())), timeout=60)
+        stream = idle._shared.stream
+        reader = stream._reader
+        assert reader is not None and reader.alive
+        blocker = busy.submit(graphs.sleep(1.0, value=random.randrange(10**6)))
+        queued = [busy.submit(graphs.text(str(i), str(random.random()))) for i in range(3)]
+        deadline = time.monotonic() + 30
+        while (stream.router.queue_remaining or 0) < 3:
+            assert time.monotonic() < deadline, stream.router.queue_remaining
+            time.sleep(0.02)
+        for job in [blocker, *queued]:
+            job.result(timeout=60)
+    assert not reader.alive  # close() ended the reader thread
+
+
+async def test_submit_right_after_the_socket_dropped(comfyui_url: str) -> None:
+    async with AsyncComfyClient(comfyui_url) as comfy:
+        await comfy.run(graphs.text("a", str(random.random())), timeout=60)
+        stream = comfy._shared.stream
+        await stream.drop()
+        # The background reader is reopening the socket while this submit goes out.
+        jobs = [await comfy.submit(graphs.text(str(i), str(random.random()))) for i in range(3)]
+        for job in jobs:
+            assert (await job.result(timeout=60)).text["2"]
+        assert stream.connects == 2
+
+
+def test_submit_right_after_the_socket_dropped_sync(comfyui_url: str) -> None:
+    with ComfyClient(comfyui_url) as comfy:
+        comfy.run(graphs.text("a", str(random.random())), timeout=60)
+        stream = comfy._shared.stream
+        stream.drop()
+        jobs = [comfy.submit(graphs.text(str(i), str(random.random()))) for i in range(3)]
+        for job in jobs:
+            assert job.result(timeout=60).text["2"]
+        assert stream.connects == 2

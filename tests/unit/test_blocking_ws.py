@@ -175,7 +175,7 @@ def test_nothing_listening_is_an_os_error() -> None:
         connect(f"ws://127.0.0.1:{port}/ws", {}, 2.0)
 
 
-def test_the_sync_backend_connects_directly_without_a_thread() -> None:
+def test_the_sync_backend_connects_directly_without_a_thread_of_websockets() -> None:
     async def handler(ws: ServerConnection) -> None:
         await ws.send("x")
         await ws.wait_closed()

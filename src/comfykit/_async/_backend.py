@@ -7,6 +7,7 @@ primitives that have no mechanical blocking equivalent live here and in ``_sync/
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import sys
 import time
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
 __all__ = [
+    "Background",
     "Lock",
     "Mutex",
     "Signal",
@@ -41,7 +43,7 @@ async def sleep(seconds: float) -> None:
 _T = TypeVar("_T")
 
 
-async def _within(awaitable: Coroutine[Any, Any, _T], timeout: float) -> _T:
+async def _within(awaitable: Awaitable[_T], timeout: float) -> _T:
     """Await with a deadline; ``TimeoutError`` when it passes.
 
     ``asyncio.timeout`` (3.11+) cancels in place; ``wait_for`` on 3.10 wraps the awaitable in a
@@ -73,34 +75,54 @@ def per_call_timeout(remaining: float | None) -> float | None:
 
 
 class Lock:
-    """A lock whose ``acquire`` gives up after ``timeout`` seconds."""
+    """A lock whose ``acquire`` gives up after ``timeout`` seconds (``0``: never waits).
+
+    Not ``asyncio.Lock``: a task queued in ``asyncio.Lock.acquire`` makes the lock unavailable
+    to everybody else even while it is free, and ``acquire(0)`` must never wait.
+    """
 
     def __init__(self) -> None:
-        self._lock = asyncio.Lock()
+        self._held = False
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     def locked(self) -> bool:
         """True while somebody holds the lock."""
-        return self._lock.locked()
+        return self._held
 
     async def acquire(self, timeout: float | None) -> bool:
-        """Acquire; False when ``timeout`` passed first (``0``: do not wait at all)."""
-        if timeout == 0:
-            if self._lock.locked():
-                return False
-            await self._lock.acquire()  # free: returns without suspending
+        """Acquire; False when ``timeout`` passed first."""
+        if not self._held:
+            self._held = True
             return True
-        if timeout is None or not self._lock.locked():
-            await self._lock.acquire()
-            return True
-        try:
-            await _within(self._lock.acquire(), timeout)
-        except TimeoutError:
+        if timeout is not None and timeout <= 0:
             return False
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            if timeout is None:
+                await waiter
+            else:
+                await _within(waiter, timeout)
+        except BaseException as exc:
+            handed = waiter.done() and not waiter.cancelled()
+            if isinstance(exc, TimeoutError):
+                return handed  # handed over just as the time ran out: ours after all
+            if handed:
+                self.release()  # handed over just as we were cancelled: pass it on
+            raise
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
         return True
 
     def release(self) -> None:
-        """Release."""
-        self._lock.release()
+        """Release, handing the lock straight to the longest waiting task if there is one."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # still held: it belongs to that task now
+                return
+        self._held = False
 
 
 class Signal:
@@ -127,6 +149,29 @@ class Signal:
         except TimeoutError:
             return False
         return True
+
+
+class Background:
+    """A coroutine function running as a task of the current event loop."""
+
+    def __init__(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._task = asyncio.get_running_loop().create_task(fn(), name="comfykit-ws-reader")
+
+    @property
+    def alive(self) -> bool:
+        """True until the task has finished."""
+        return not self._task.done()
+
+    async def join(self, timeout: float) -> None:
+        """Wait for the task to finish; cancel it if it has not after ``timeout`` seconds."""
+        if self._task is asyncio.current_task():
+            return
+        try:
+            await _within(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 class Mutex:

@@ -98,7 +98,7 @@ class AsyncJob:
             await backend.sleep(min(0.05 * self._polls, 0.5))
             return
         use_ws = self._client._use_ws and not self._poll_only
-        if use_ws and stream.connected:
+        if use_ws and stream.active:
 
             def ready() -> bool:
                 if tracker.done or tracker.needs_history:
@@ -112,7 +112,7 @@ class AsyncJob:
                     return
                 raise
             return
-        if use_ws and not stream.connected and not tracker.done:
+        if use_ws and not stream.active and not tracker.done:
             try:
                 await stream.ensure_connected()
                 await self._client._reconcile([tracker])

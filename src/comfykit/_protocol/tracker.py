@@ -86,6 +86,8 @@ class JobTracker:
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.cancel_requested = False
+        #: The server has the prompt (its submit returned): a catch-up may look for it.
+        self.submitted = False
 
     # -- feeding -------------------------------------------------------------------------
     def feed(self, event: Event) -> None:

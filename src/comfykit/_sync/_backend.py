@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from comfykit._blocking_ws import BlockingWebSocket
 
 __all__ = [
+    "Background",
     "Lock",
     "Mutex",
     "Signal",
@@ -92,6 +93,24 @@ class Signal:
         return self._event.wait(None if timeout is None else max(timeout, 0))
 
 
+class Background:
+    """A function running in a daemon thread."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._thread = threading.Thread(target=fn, name="comfykit-ws-reader", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """True until the function has returned."""
+        return self._thread.is_alive()
+
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the function to return."""
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+
 class Mutex:
     """Guards shared bookkeeping between threads."""
 
@@ -106,7 +125,7 @@ class Mutex:
 
 
 class WebSocket:
-    """A connected WebSocket with a receive timeout, read by the thread that calls ``recv``."""
+    """A connected WebSocket with a receive timeout."""
 
     def __init__(self, conn: BlockingWebSocket | ClientConnection) -> None:
         self._conn = conn
@@ -130,9 +149,9 @@ class WebSocket:
 def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | None) -> WebSocket:
     """Open a WebSocket with no frame-size limit.
 
-    A direct connection is driven in the caller's thread (:mod:`comfykit._blocking_ws`): no
-    background thread, no hand-over per frame. Through a proxy from the environment, the
-    connection is made by ``websockets.sync``, which knows how to tunnel.
+    A direct connection is driven by the thread that reads it (:mod:`comfykit._blocking_ws`):
+    no thread of websockets' own, no hand-over per frame. Through a proxy from the environment,
+    the connection is made by ``websockets.sync``, which knows how to tunnel.
     """
     from websockets.uri import parse_uri
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import functools
 import json as _jsonlib
+import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -89,6 +90,8 @@ _MAY_BE_SENT = (
     httpx.WriteTimeout,
 )
 
+
+log = logging.getLogger("comfykit")
 
 class _Shared:
     """State shared by a client and the copies ``with_options()`` makes."""
@@ -582,11 +585,20 @@ class ComfyClient(GenerateMixin):
             body["front"] = True
         if output_nodes:
             body["partial_execution_targets"] = [str(n) for n in output_nodes]
+        connects = stream.connects
         try:
             answer = self._post_prompt(body, pid)
         except BaseException:
             stream.router.unregister(pid)
             raise
+        tracker.submitted = True
+        if stream.connects != connects:
+            # The socket was reopened while the prompt was on its way: the catch-up after the
+            # reconnect could not see it yet, so this one catches it up.
+            try:
+                self._reconcile([tracker])
+            except ComfyError as exc:
+                log.info("catching up prompt %s after a reconnect failed: %s", pid, exc)
         return Job(
             self, tracker, api, node_errors_from_body(answer.node_errors, api), number=answer.number
         )
@@ -605,6 +617,7 @@ class ComfyClient(GenerateMixin):
     def job(self, prompt_id: str) -> Job:
         """A handle on a prompt already queued or finished (by this or another client)."""
         tracker = self._shared.stream.router.register(prompt_id)
+        tracker.submitted = True
         return Job(self, tracker, {}, [], poll_only=True)
 
     def _post_prompt(self, body: dict[str, Any], pid: str) -> PromptResponse:
