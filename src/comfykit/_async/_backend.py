@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
 __all__ = [
+    "READER_POLL",
+    "READER_STEPS_ASIDE",
     "Background",
     "Lock",
     "Mutex",
@@ -33,6 +35,12 @@ __all__ = [
 ]
 
 monotonic = time.monotonic
+
+#: The stream's background reader keeps reading while jobs are waited for: on one event loop,
+#: waking a waiting task costs next to nothing.
+READER_STEPS_ASIDE = False
+#: How often a background reader that steps aside checks for waiters (not needed here).
+READER_POLL: float | None = None
 
 
 async def sleep(seconds: float) -> None:

@@ -61,6 +61,7 @@ class AsyncEventStream:
         self._connect_lock = backend.Lock()  # held while a socket is being opened
         self._waiters: dict[str | None, list[tuple[Callable[[], bool], backend.Signal]]] = {}
         self._waiters_mutex = backend.Mutex()
+        self._no_waiters = backend.Signal()  # set when the last waiter leaves
         self._closed = False
         self._reader: backend.Background | None = None
         self.connects = 0
@@ -103,10 +104,29 @@ class AsyncEventStream:
 
     async def _read_in_background(self) -> None:
         """The background reader: read and route frames until the client closes or the
-        connection is lost for good (then waiters read themselves, or poll)."""
-        await self._lock.acquire(None)
+        connection is lost for good (then waiters read themselves, or poll).
+
+        Where the backend says so (threads: waking another thread costs more than reading),
+        it steps aside while anybody waits, and the waiters read themselves.
+        """
+        steps_aside = backend.READER_STEPS_ASIDE
         try:
-            await self._read_until(lambda: self._closed, None)
+            while not self._closed:
+                while steps_aside and self._waiters and not self._closed:
+                    await self._no_waiters.wait(backend.READER_POLL)
+                    self._no_waiters.clear()
+                await self._lock.acquire(None)
+                try:
+                    if steps_aside:
+                        await self._read_until(
+                            lambda: self._closed or bool(self._waiters), None, backend.READER_POLL
+                        )
+                    else:
+                        await self._read_until(lambda: self._closed, None)
+                finally:
+                    self._lock.release()
+                if not self._closed:
+                    self._wake(handover=True)  # a waiter takes over the reading
         except ComfyConnectionError as exc:
             log.info("WebSocket reader stopped: %s", exc)
         except Exception as exc:  # noqa: BLE001 - a bug here must not leave jobs waiting forever
@@ -119,7 +139,6 @@ class AsyncEventStream:
             if ws is not None:
                 await _close_quietly(ws)
         finally:
-            self._lock.release()
             self._wake(handover=True)
 
     async def _connect(self) -> None:
@@ -188,13 +207,20 @@ class AsyncEventStream:
                 waiting.remove(entry)
                 if not waiting:
                     self._waiters.pop(key, None)
+                    if not self._waiters:
+                        self._no_waiters.set()
             if not self._lock.locked():
                 self._wake(handover=True)
 
-    async def _read_until(self, until: Callable[[], bool], deadline: float | None) -> None:
-        """As the reader: read and route frames until ``until()`` holds."""
+    async def _read_until(
+        self, until: Callable[[], bool], deadline: float | None, poll: float | None = None
+    ) -> None:
+        """As the reader: read and route frames until ``until()`` holds (checked after every
+        frame, and at least every ``poll`` seconds)."""
         while not until():
             remaining = backend.per_call_timeout(self._remaining(deadline))
+            if poll is not None:
+                remaining = poll if remaining is None else min(poll, remaining)
             ws = self._ws
             if ws is None:
                 await self._reconnect(deadline)

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from comfykit._blocking_ws import BlockingWebSocket
 
 __all__ = [
+    "READER_POLL",
+    "READER_STEPS_ASIDE",
     "Background",
     "Lock",
     "Mutex",
@@ -34,6 +36,13 @@ __all__ = [
 ]
 
 monotonic = time.monotonic
+
+#: The stream's background reader steps aside while anybody waits, and the waiting threads read
+#: the socket themselves: handing each finished job from the reader thread to the waiting one
+#: costs a thread wake-up on the critical path (slow on an idle virtual CPU).
+READER_STEPS_ASIDE = True
+#: How often the background reader checks whether somebody started waiting (seconds).
+READER_POLL: float | None = 0.1
 
 
 def sleep(seconds: float) -> None:

@@ -62,6 +62,7 @@ class EventStream:
         self._connect_lock = backend.Lock()  # held while a socket is being opened
         self._waiters: dict[str | None, list[tuple[Callable[[], bool], backend.Signal]]] = {}
         self._waiters_mutex = backend.Mutex()
+        self._no_waiters = backend.Signal()  # set when the last waiter leaves
         self._closed = False
         self._reader: backend.Background | None = None
         self.connects = 0
@@ -104,10 +105,29 @@ class EventStream:
 
     def _read_in_background(self) -> None:
         """The background reader: read and route frames until the client closes or the
-        connection is lost for good (then waiters read themselves, or poll)."""
-        self._lock.acquire(None)
+        connection is lost for good (then waiters read themselves, or poll).
+
+        Where the backend says so (threads: waking another thread costs more than reading),
+        it steps aside while anybody waits, and the waiters read themselves.
+        """
+        steps_aside = backend.READER_STEPS_ASIDE
         try:
-            self._read_until(lambda: self._closed, None)
+            while not self._closed:
+                while steps_aside and self._waiters and not self._closed:
+                    self._no_waiters.wait(backend.READER_POLL)
+                    self._no_waiters.clear()
+                self._lock.acquire(None)
+                try:
+                    if steps_aside:
+                        self._read_until(
+                            lambda: self._closed or bool(self._waiters), None, backend.READER_POLL
+                        )
+                    else:
+                        self._read_until(lambda: self._closed, None)
+                finally:
+                    self._lock.release()
+                if not self._closed:
+                    self._wake(handover=True)  # a waiter takes over the reading
         except ComfyConnectionError as exc:
             log.info("WebSocket reader stopped: %s", exc)
         except Exception as exc:  # noqa: BLE001 - a bug here must not leave jobs waiting forever
@@ -120,7 +140,6 @@ class EventStream:
             if ws is not None:
                 _close_quietly(ws)
         finally:
-            self._lock.release()
             self._wake(handover=True)
 
     def _connect(self) -> None:
@@ -189,13 +208,20 @@ class EventStream:
                 waiting.remove(entry)
                 if not waiting:
                     self._waiters.pop(key, None)
+                    if not self._waiters:
+                        self._no_waiters.set()
             if not self._lock.locked():
                 self._wake(handover=True)
 
-    def _read_until(self, until: Callable[[], bool], deadline: float | None) -> None:
-        """As the reader: read and route frames until ``until()`` holds."""
+    def _read_until(
+        self, until: Callable[[], bool], deadline: float | None, poll: float | None = None
+    ) -> None:
+        """As the reader: read and route frames until ``until()`` holds (checked after every
+        frame, and at least every ``poll`` seconds)."""
         while not until():
             remaining = backend.per_call_timeout(self._remaining(deadline))
+            if poll is not None:
+                remaining = poll if remaining is None else min(poll, remaining)
             ws = self._ws
             if ws is None:
                 self._reconnect(deadline)
