@@ -51,7 +51,7 @@ IMPORT_TARGET_MS = 150.0
 HEAVY_MODULES = ("fastapi", "PIL", "torch")
 JOB_TIMEOUT = 300.0
 #: Sequential jobs per client per block: small blocks, many rotations, to cancel drift.
-SEQUENTIAL_BLOCK = 10
+SEQUENTIAL_BLOCK = 25
 
 _colours = itertools.count(1)
 

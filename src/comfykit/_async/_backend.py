@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
 __all__ = [
+    "READER_IDLE",
     "READER_POLL",
     "READER_STEPS_ASIDE",
     "Background",
@@ -41,6 +42,8 @@ monotonic = time.monotonic
 READER_STEPS_ASIDE = False
 #: How often a background reader that steps aside checks for waiters (not needed here).
 READER_POLL: float | None = None
+#: How long nobody must have waited before a reader that steps aside reads (not needed here).
+READER_IDLE = 0.0
 
 
 async def sleep(seconds: float) -> None:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from comfykit._blocking_ws import BlockingWebSocket
 
 __all__ = [
+    "READER_IDLE",
     "READER_POLL",
     "READER_STEPS_ASIDE",
     "Background",
@@ -43,6 +44,9 @@ monotonic = time.monotonic
 READER_STEPS_ASIDE = True
 #: How often the background reader checks whether somebody started waiting (seconds).
 READER_POLL: float | None = 0.1
+#: The background reader reads only once nobody has waited for this long (seconds): jobs run
+#: back to back never involve it, and an idle client still drains its socket.
+READER_IDLE = 1.0
 
 
 def sleep(seconds: float) -> None:

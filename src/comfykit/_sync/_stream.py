@@ -62,7 +62,7 @@ class EventStream:
         self._connect_lock = backend.Lock()  # held while a socket is being opened
         self._waiters: dict[str | None, list[tuple[Callable[[], bool], backend.Signal]]] = {}
         self._waiters_mutex = backend.Mutex()
-        self._no_waiters = backend.Signal()  # set when the last waiter leaves
+        self._idle_since = backend.monotonic()  # when the last waiter left
         self._closed = False
         self._reader: backend.Background | None = None
         self.connects = 0
@@ -113,9 +113,8 @@ class EventStream:
         steps_aside = backend.READER_STEPS_ASIDE
         try:
             while not self._closed:
-                while steps_aside and self._waiters and not self._closed:
-                    self._no_waiters.wait(backend.READER_POLL)
-                    self._no_waiters.clear()
+                if steps_aside and not self._idle_long_enough():
+                    continue
                 self._lock.acquire(None)
                 try:
                     if steps_aside:
@@ -141,6 +140,18 @@ class EventStream:
                 _close_quietly(ws)
         finally:
             self._wake(handover=True)
+
+    def _idle_long_enough(self) -> bool:
+        """For a reader that steps aside: True once nobody has waited for ``READER_IDLE``
+        seconds (polled, so that jobs run back to back never wake the reader thread)."""
+        if not self._waiters:
+            idle = backend.monotonic() - self._idle_since
+            if idle >= backend.READER_IDLE:
+                return True
+            backend.sleep(min(backend.READER_POLL or 0.0, backend.READER_IDLE - idle))
+            return False
+        backend.sleep(backend.READER_POLL or 0.0)
+        return False
 
     def _connect(self) -> None:
         if self._closed:
@@ -209,7 +220,7 @@ class EventStream:
                 if not waiting:
                     self._waiters.pop(key, None)
                     if not self._waiters:
-                        self._no_waiters.set()
+                        self._idle_since = backend.monotonic()
             if not self._lock.locked():
                 self._wake(handover=True)
 
