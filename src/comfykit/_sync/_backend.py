@@ -110,13 +110,21 @@ class Background:
     """A function running in a daemon thread."""
 
     def __init__(self, fn: Callable[[], None]) -> None:
-        self._thread = threading.Thread(target=fn, name="comfykit-ws-reader", daemon=True)
+        self._running = True
+
+        def run() -> None:
+            try:
+                fn()
+            finally:
+                self._running = False
+
+        self._thread = threading.Thread(target=run, name="comfykit-ws-reader", daemon=True)
         self._thread.start()
 
     @property
     def alive(self) -> bool:
         """True until the function has returned."""
-        return self._thread.is_alive()
+        return self._running
 
     def join(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for the function to return."""
