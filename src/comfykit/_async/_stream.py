@@ -99,8 +99,9 @@ class AsyncEventStream:
         self._start_reader()
 
     def _start_reader(self) -> None:
-        if self._reader is None or not self._reader.alive:
-            self._reader = backend.Background(self._read_in_background)
+        with self._waiters_mutex:  # many threads submit at once: start one reader, not several
+            if not self._closed and (self._reader is None or not self._reader.alive):
+                self._reader = backend.Background(self._read_in_background)
 
     async def _read_in_background(self) -> None:
         """The background reader: read and route frames until the client closes or the
@@ -114,7 +115,8 @@ class AsyncEventStream:
             while not self._closed:
                 if steps_aside and not await self._idle_long_enough():
                     continue
-                await self._lock.acquire(None)
+                if not await self._lock.acquire(backend.READER_POLL):
+                    continue  # a waiter reads: look again whether it is done
                 try:
                     if steps_aside:
                         await self._read_until(

@@ -14,9 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from websockets.sync.client import ClientConnection
-    from websockets.uri import WebSocketURI
-
-    from comfykit._blocking_ws import BlockingWebSocket
 
 __all__ = [
     "READER_IDLE",
@@ -38,14 +35,15 @@ __all__ = [
 
 monotonic = time.monotonic
 
-#: The stream's background reader steps aside while anybody waits, and the waiting threads read
-#: the socket themselves: handing each finished job from the reader thread to the waiting one
-#: costs a thread wake-up on the critical path (slow on an idle virtual CPU).
+#: The stream's background reader steps aside while anybody waits, and the waiting threads take
+#: the frames themselves: handing each finished job from the reader thread to the waiting one
+#: costs a thread wake-up on the critical path.
 READER_STEPS_ASIDE = True
 #: How often the background reader checks whether somebody started waiting (seconds).
 READER_POLL: float | None = 0.1
 #: The background reader reads only once nobody has waited for this long (seconds): jobs run
-#: back to back never involve it, and an idle client still drains its socket.
+#: back to back never involve it, while an idle client still routes (and so frees) the frames
+#: websockets' own thread keeps receiving.
 READER_IDLE = 1.0
 
 
@@ -148,14 +146,11 @@ class Mutex:
 class WebSocket:
     """A connected WebSocket with a receive timeout."""
 
-    def __init__(self, conn: BlockingWebSocket | ClientConnection) -> None:
+    def __init__(self, conn: ClientConnection) -> None:
         self._conn = conn
-        self._direct = type(conn).__name__ == "BlockingWebSocket"
 
     def recv(self, timeout: float | None) -> str | bytes:
         """Next frame; ``TimeoutError`` when none arrives in time."""
-        if self._direct:
-            return self._conn.recv(timeout)
         return self._conn.recv(timeout=None if timeout is None else max(timeout, 0))
 
     def send(self, message: str) -> None:
@@ -163,24 +158,12 @@ class WebSocket:
         self._conn.send(message)
 
     def close(self) -> None:
-        """Close (best effort)."""
+        """Close (best effort; safe while another thread receives)."""
         self._conn.close()
 
 
 def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | None) -> WebSocket:
-    """Open a WebSocket with no frame-size limit.
-
-    A direct connection is driven by the thread that reads it (:mod:`comfykit._blocking_ws`):
-    no thread of websockets' own, no hand-over per frame. Through a proxy from the environment,
-    the connection is made by ``websockets.sync``, which knows how to tunnel.
-    """
-    from websockets.uri import parse_uri
-
-    if _proxy_for(parse_uri(url)) is None:
-        from comfykit._blocking_ws import connect as connect_direct
-
-        return WebSocket(connect_direct(url, headers, open_timeout))
-
+    """Open a WebSocket with no frame-size limit and an unbounded receive queue."""
     from websockets.sync.client import connect  # imported on first use: it is slow to import
 
     conn = connect(
@@ -196,15 +179,6 @@ def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | N
     # Entering the connection marks it as managed (websockets >= 17 warns otherwise); leaving it
     # is what WebSocket.close() does.
     return WebSocket(conn.__enter__())
-
-
-def _proxy_for(uri: WebSocketURI) -> str | None:
-    """The proxy websockets would use for ``uri`` (websockets >= 15 reads the environment)."""
-    try:
-        from websockets.proxy import get_proxy
-    except ImportError:  # websockets 14 connects directly
-        return None
-    return get_proxy(uri)
 
 
 def prefetch(files: Sequence[Any]) -> list[bytes] | None:  # noqa: ARG001 - the async twin uses it

@@ -100,8 +100,9 @@ class EventStream:
         self._start_reader()
 
     def _start_reader(self) -> None:
-        if self._reader is None or not self._reader.alive:
-            self._reader = backend.Background(self._read_in_background)
+        with self._waiters_mutex:  # many threads submit at once: start one reader, not several
+            if not self._closed and (self._reader is None or not self._reader.alive):
+                self._reader = backend.Background(self._read_in_background)
 
     def _read_in_background(self) -> None:
         """The background reader: read and route frames until the client closes or the
@@ -115,7 +116,8 @@ class EventStream:
             while not self._closed:
                 if steps_aside and not self._idle_long_enough():
                     continue
-                self._lock.acquire(None)
+                if not self._lock.acquire(backend.READER_POLL):
+                    continue  # a waiter reads: look again whether it is done
                 try:
                     if steps_aside:
                         self._read_until(
