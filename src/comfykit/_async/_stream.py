@@ -84,21 +84,14 @@ class AsyncEventStream:
                 raise ComfyTimeoutError("timed out waiting to open the WebSocket")
             try:
                 if self._ws is None:
-                    await self._connect()
-                    if self.connects > 1:
-                        try:
-                            await self._catch_up()
-                        except ComfyError as exc:
-                            # A socket counts as open once the jobs it missed are caught up.
-                            await self.drop()
-                            raise ComfyConnectionError(
-                                f"reconnected to {self.url} but cannot catch up: {exc}"
-                            ) from exc
+                    await self._open()
             finally:
                 self._connect_lock.release()
         self._start_reader()
 
     def _start_reader(self) -> None:
+        if self._reader is not None and self._reader.alive:
+            return  # the common case (every submit), without the mutex
         with self._waiters_mutex:  # many threads submit at once: start one reader, not several
             if not self._closed and (self._reader is None or not self._reader.alive):
                 self._reader = backend.Background(self._read_in_background)
@@ -111,6 +104,10 @@ class AsyncEventStream:
         it steps aside while anybody waits, and the waiters read themselves.
         """
         steps_aside = backend.READER_STEPS_ASIDE
+
+        def until() -> bool:
+            return self._closed or (steps_aside and bool(self._waiters))
+
         try:
             while not self._closed:
                 if steps_aside and not await self._idle_long_enough():
@@ -118,12 +115,7 @@ class AsyncEventStream:
                 if not await self._lock.acquire(backend.READER_POLL):
                     continue  # a waiter reads: look again whether it is done
                 try:
-                    if steps_aside:
-                        await self._read_until(
-                            lambda: self._closed or bool(self._waiters), None, backend.READER_POLL
-                        )
-                    else:
-                        await self._read_until(lambda: self._closed, None)
+                    await self._read_until(until, None, backend.READER_POLL)
                 finally:
                     self._lock.release()
                 if not self._closed:
@@ -132,10 +124,7 @@ class AsyncEventStream:
             log.info("WebSocket reader stopped: %s", exc)
         except Exception as exc:  # noqa: BLE001 - a bug here must not leave jobs waiting forever
             log.exception("WebSocket reader failed")
-            error = ComfyConnectionError(f"the WebSocket reader failed: {exc!r}")
-            for tracker in list(self.router.trackers.values()):
-                if not tracker.done:
-                    tracker.fail(error)
+            self._fail_unfinished(ComfyConnectionError(f"the WebSocket reader failed: {exc!r}"))
             ws, self._ws = self._ws, None
             if ws is not None:
                 await _close_quietly(ws)
@@ -325,18 +314,32 @@ class AsyncEventStream:
             if delay:
                 await backend.sleep(delay)
             try:
-                await self._connect()
-                await self._catch_up()
+                await self._open()
                 return
-            except ComfyError as exc:
-                # Catching up needs the HTTP side too: a server still restarting fails here.
+            except ComfyConnectionError as exc:
                 last = exc
-                await self.drop()
         error = ComfyConnectionError(f"lost the WebSocket to {self.url} and cannot reconnect")
+        self._fail_unfinished(error)
+        raise error from last
+
+    def _fail_unfinished(self, error: ComfyConnectionError) -> None:
         for tracker in list(self.router.trackers.values()):
             if not tracker.done:
                 tracker.fail(error)
-        raise error from last
+
+    async def _open(self) -> None:
+        """Open a socket; every one after the first also catches the submitted jobs up (it
+        counts as open only then: catching up needs the HTTP side, which a server still
+        restarting may refuse)."""
+        await self._connect()
+        if self.connects > 1:
+            try:
+                await self._catch_up()
+            except ComfyError as exc:
+                await self.drop()
+                raise ComfyConnectionError(
+                    f"reconnected to {self.url} but cannot catch up: {exc}"
+                ) from exc
 
     async def _catch_up(self) -> None:
         pending = [t for t in self.router.trackers.values() if t.submitted and not t.done]
