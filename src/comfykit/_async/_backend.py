@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    import httpx
     from websockets.asyncio.client import ClientConnection
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "WebSocket",
     "blocking_fetch",
     "deadline_scope",
+    "http_transport",
     "per_call_timeout",
     "monotonic",
     "open_websocket",
@@ -237,6 +239,11 @@ async def open_websocket(
 
 class _Readable(Protocol):
     def read(self) -> Awaitable[bytes]: ...
+
+
+def http_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport | None:  # noqa: ARG001
+    """The client's HTTP transport: httpx's own (the sync twin guards its pool for threads)."""
+    return None
 
 
 async def prefetch(files: Sequence[_Readable]) -> list[bytes] | None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import httpx
     from websockets.sync.client import ClientConnection
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "WebSocket",
     "blocking_fetch",
     "deadline_scope",
+    "http_transport",
     "per_call_timeout",
     "monotonic",
     "open_websocket",
@@ -179,6 +181,13 @@ def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | N
     # Entering the connection marks it as managed (websockets >= 17 warns otherwise); leaving it
     # is what WebSocket.close() does.
     return WebSocket(conn.__enter__())
+
+
+def http_transport(limits: httpx.Limits) -> httpx.HTTPTransport:
+    """The client's HTTP transport: httpx's, with a pool that is safe under many threads."""
+    from comfykit._guarded_pool import GuardedTransport
+
+    return GuardedTransport(limits)
 
 
 def prefetch(files: Sequence[Any]) -> list[bytes] | None:  # noqa: ARG001 - the async twin uses it

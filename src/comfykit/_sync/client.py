@@ -93,6 +93,7 @@ _MAY_BE_SENT = (
 
 log = logging.getLogger("comfykit")
 
+
 class _Shared:
     """State shared by a client and the copies ``with_options()`` makes."""
 
@@ -164,12 +165,14 @@ class ComfyClient(GenerateMixin):
         )
         self._use_ws = ws
         self._validate = validate
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
         http = http_client or httpx.Client(
             base_url=self._options.base_url,
             timeout=self._options.timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            limits=limits,
+            transport=backend.http_transport(limits),
         )
         cid = client_id or uuid.uuid4().hex
         stream = EventStream(
@@ -179,9 +182,7 @@ class ComfyClient(GenerateMixin):
             open_timeout=self._options.timeout.connect,
             reconcile=self._reconcile,
         )
-        self._shared = _Shared(
-            self._options.base_url, http, stream, owns_http=http_client is None
-        )
+        self._shared = _Shared(self._options.base_url, http, stream, owns_http=http_client is None)
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
