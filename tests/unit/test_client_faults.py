@@ -627,6 +627,46 @@ async def test_auth_headers_on_the_websocket_handshake(
     ]
 
 
+async def test_close_ends_the_reader_s_reconnect_back_off_at_once(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server went away and the reader pauses before its next attempt: ``close()`` ends the
+    pause instead of waiting it out (and leaving the reader behind after its join timeout)."""
+    for twin in ("_async", "_sync"):
+        monkeypatch.setattr(f"comfykit.{twin}._stream._RECONNECT_DELAYS", (0.0, 3600.0))
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(json.dumps(STATUS_FRAME))
+        await ws.recv()  # the feature flags
+        await ws.close()  # then the server is gone (below)
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        c = make(kind, f"http://127.0.0.1:{port}", ws=True)
+        stream = c._shared.stream
+        if kind == "async":
+            await call(stream.ensure_connected(5.0))
+        else:
+            await asyncio.to_thread(stream.ensure_connected, 5.0)
+        reader = stream._reader
+        assert reader is not None
+    # The listener is closed: the reader's first attempt is refused, the next is an hour away.
+    for _ in range(500):
+        if not stream.connected:
+            break
+        await asyncio.sleep(0.01)
+    assert not stream.connected
+    await asyncio.sleep(0.2)
+    assert reader.alive  # pausing before its next attempt
+    # Not the 5 s the close waits for the reader before giving up on it (cancelling a task;
+    # leaving a thread behind).
+    if kind == "async":
+        await asyncio.wait_for(call(c.close()), 2.5)
+    else:
+        await asyncio.wait_for(asyncio.to_thread(c.close), 2.5)
+    assert not reader.alive
+
+
 # -- URLs ------------------------------------------------------------------------------------
 
 

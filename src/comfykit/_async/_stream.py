@@ -63,6 +63,7 @@ class AsyncEventStream:
         self._waiters_mutex = backend.Mutex()
         self._idle_since = backend.monotonic()  # when the last waiter left
         self._closed = False
+        self._closing = backend.Signal()  # set by close(): ends the reader's pauses at once
         self._reader: backend.Background | None = None
         self.connects = 0
 
@@ -138,9 +139,9 @@ class AsyncEventStream:
             idle = backend.monotonic() - self._idle_since
             if idle >= backend.READER_IDLE:
                 return True
-            await backend.sleep(min(backend.READER_POLL or 0.0, backend.READER_IDLE - idle))
+            await self._closing.wait(min(backend.READER_POLL or 0.0, backend.READER_IDLE - idle))
             return False
-        await backend.sleep(backend.READER_POLL or 0.0)
+        await self._closing.wait(backend.READER_POLL or 0.0)
         return False
 
     async def _connect(self) -> None:
@@ -312,7 +313,7 @@ class AsyncEventStream:
             if deadline is not None and backend.monotonic() + delay >= deadline:
                 raise ComfyTimeoutError("timed out while reconnecting the WebSocket") from last
             if delay:
-                await backend.sleep(delay)
+                await self._closing.wait(delay)
             try:
                 await self._open()
                 return
@@ -355,6 +356,7 @@ class AsyncEventStream:
     async def close(self) -> None:
         """Close the socket for good and let the background reader finish."""
         self._closed = True
+        self._closing.set()
         await self.drop()
         reader, self._reader = self._reader, None
         if reader is not None:

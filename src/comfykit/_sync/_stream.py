@@ -64,6 +64,7 @@ class EventStream:
         self._waiters_mutex = backend.Mutex()
         self._idle_since = backend.monotonic()  # when the last waiter left
         self._closed = False
+        self._closing = backend.Signal()  # set by close(): ends the reader's pauses at once
         self._reader: backend.Background | None = None
         self.connects = 0
 
@@ -139,9 +140,9 @@ class EventStream:
             idle = backend.monotonic() - self._idle_since
             if idle >= backend.READER_IDLE:
                 return True
-            backend.sleep(min(backend.READER_POLL or 0.0, backend.READER_IDLE - idle))
+            self._closing.wait(min(backend.READER_POLL or 0.0, backend.READER_IDLE - idle))
             return False
-        backend.sleep(backend.READER_POLL or 0.0)
+        self._closing.wait(backend.READER_POLL or 0.0)
         return False
 
     def _connect(self) -> None:
@@ -313,7 +314,7 @@ class EventStream:
             if deadline is not None and backend.monotonic() + delay >= deadline:
                 raise ComfyTimeoutError("timed out while reconnecting the WebSocket") from last
             if delay:
-                backend.sleep(delay)
+                self._closing.wait(delay)
             try:
                 self._open()
                 return
@@ -356,6 +357,7 @@ class EventStream:
     def close(self) -> None:
         """Close the socket for good and let the background reader finish."""
         self._closed = True
+        self._closing.set()
         self.drop()
         reader, self._reader = self._reader, None
         if reader is not None:
