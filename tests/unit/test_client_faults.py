@@ -33,6 +33,7 @@ from comfykit import (
     ComfyClient,
     ComfyConnectionError,
     ComfyTimeoutError,
+    JobStatus,
     NotFoundError,
     PromptValidationError,
     ServerError,
@@ -665,6 +666,73 @@ async def test_close_ends_the_reader_s_reconnect_back_off_at_once(
     else:
         await asyncio.wait_for(asyncio.to_thread(c.close), 2.5)
     assert not reader.alive
+
+
+async def test_a_job_polled_without_a_socket_is_caught_up_once_when_the_socket_returns(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The WebSocket is refused (the HTTP side works), so a job submitted now is polled. When
+    the socket opens again, its catch-up covers the job: ``/queue`` is asked once, not twice."""
+    for twin in ("_async", "_sync"):
+        monkeypatch.setattr(f"comfykit.{twin}._stream._RECONNECT_DELAYS", (0.0,))
+    accepting = True
+    pids: list[str] = []
+
+    def gate(connection: ServerConnection, _request: Any) -> Any:
+        return None if accepting else connection.respond(503, "no WebSocket now")
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send(json.dumps(STATUS_FRAME))
+        await ws.recv()  # the feature flags
+        for pid in pids:  # the job finishes on the reopened socket
+            await ws.send(json.dumps({"type": "execution_success", "data": {"prompt_id": pid}}))
+            await ws.send(
+                json.dumps({"type": "executing", "data": {"node": None, "prompt_id": pid}})
+            )
+        await ws.wait_closed()
+
+    async def run(fn: Any, *args: Any) -> Any:
+        return await call(fn(*args)) if kind == "async" else await asyncio.to_thread(fn, *args)
+
+    async with serve(handler, "127.0.0.1", 0, process_request=gate) as server:
+        url = f"http://127.0.0.1:{next(iter(server.sockets)).getsockname()[1]}"
+        with respx.mock(base_url=url, assert_all_called=False) as mock:
+            mock.post("/prompt").mock(
+                side_effect=lambda r: httpx.Response(
+                    200,
+                    json={"prompt_id": json.loads(r.content)["prompt_id"], "number": 0},
+                )
+            )
+            queue = mock.get("/queue").mock(
+                side_effect=lambda _r: httpx.Response(
+                    200,
+                    json={"queue_running": [[0, pids[0], GRAPH, {}, ["2"]]], "queue_pending": []},
+                )
+            )
+            mock.get(path__regex=r"^/history/.+").mock(
+                side_effect=lambda _r: httpx.Response(
+                    200, json={pids[0]: {"prompt": [0, pids[0], GRAPH, {}, ["2"]], "outputs": {}}}
+                )
+            )
+            c = make(kind, url, ws=True)
+            stream = c._shared.stream
+            try:
+                await run(stream.ensure_connected, 5.0)
+                accepting = False
+                await run(stream.drop)  # the reader tries once more, is refused, and ends
+                for _ in range(500):
+                    if not stream.active:
+                        break
+                    await asyncio.sleep(0.01)
+                assert not stream.active
+                job = await run(c.submit, GRAPH)  # without a socket: polled
+                pids.append(job.prompt_id)
+                accepting = True
+                assert await run(job.wait, 10.0) is JobStatus.SUCCEEDED
+                assert stream.connects == 2
+                assert queue.call_count == 1  # the reopened socket's catch-up, and only it
+            finally:
+                await run(c.close)
 
 
 # -- URLs ------------------------------------------------------------------------------------
