@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import signal
+import socket
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -89,3 +95,35 @@ def test_random_checkpoint_txt2img(comfyui_url: str, comfyui_server: ComfyUIServ
     (ref,) = entry["outputs"]["7"]["images"]
     img = Image.open(io.BytesIO(_fetch(comfyui_url, ref)))
     assert img.format == "PNG" and img.size == (64, 64)
+
+
+def test_serve_stops_and_removes_its_files_on_sigterm(
+    comfyui_server: ComfyUIServer | None,
+) -> None:
+    """``python -m comfykit.testing serve`` killed with SIGTERM cleans up as Ctrl-C does."""
+    if comfyui_server is None:
+        pytest.skip("needs the harness (starts a server of its own)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with subprocess.Popen(
+        [sys.executable, "-m", "comfykit.testing", "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            match = re.search(r"running at (\S+), files in (.+) \(Ctrl-C", line)
+            assert match, line
+            url, base_dir = match.group(1), Path(match.group(2))
+            assert httpx.get(url + "/system_stats", timeout=10).status_code == 200
+            assert base_dir.is_dir()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0
+            assert not base_dir.exists()
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(url + "/system_stats", timeout=5)
+        finally:
+            if proc.poll() is None:
+                proc.kill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 
@@ -23,8 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         env = ensure_comfyui_env()
         sys.stdout.write(f"{env.root}\n")
         return 0
+    # SIGTERM (``kill``) stops the server and removes its files, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(0))
     with ComfyUIServer(port=args.port, preview_method=args.preview_method) as server:
-        sys.stdout.write(f"ComfyUI is running at {server.url} (Ctrl-C stops it)\n")
+        sys.stdout.write(
+            f"ComfyUI is running at {server.url}, files in {server.base_dir} (Ctrl-C stops it)\n"
+        )
         sys.stdout.flush()
         try:
             while server.is_running():
