@@ -10,7 +10,9 @@ Measured in rounds in which only the client being measured is open (an idle clie
 still receives the server's broadcast frames, and reading them would cost the measured client),
 the clients' order rotating from round to round to cancel drift:
 
-* sequential latency p50/p95 per job: raw, comfykit async, comfykit sync;
+* sequential latency p50/p95 per job: raw, comfykit async, comfykit sync, and a raw *sync*
+  client (``httpx.Client`` + ``websockets.sync``, reading its socket in the waiting thread): the
+  price of websockets' threaded sync API on its own, apart from comfykit's;
 * throughput (jobs/s) with 1, 8, 32 and 64 jobs in flight: raw, comfykit async, comfykit sync
   (threads sharing one ``ComfyClient``);
 * ``import comfykit`` time in a fresh interpreter, and that FastAPI, PIL and torch stay unloaded.
@@ -40,6 +42,7 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.sync.client import connect as connect_sync
 
 from comfykit import AsyncComfyClient, ComfyClient
 
@@ -143,6 +146,45 @@ class RawClient:
         await self.http.aclose()
 
 
+class RawSyncClient:
+    """``httpx.Client`` + one ``websockets.sync`` connection, read by the thread that waits."""
+
+    def __init__(self, url: str) -> None:
+        self.client_id = uuid.uuid4().hex
+        self.http = httpx.Client(base_url=url, timeout=60)
+        ws_url = "ws://" + url.split("://", 1)[1] + f"/ws?clientId={self.client_id}"
+        self._ws = connect_sync(ws_url, max_size=None, compression=None, ping_interval=None)
+        self._ws.__enter__()  # managed: leaving it closes the socket
+        while True:  # registered once the first status frame (with our sid) arrives
+            first = json.loads(self._ws.recv())
+            if first.get("type") == "status" and first["data"].get("sid"):
+                break
+
+    def run(self, prompt: Graph) -> dict[str, Any]:
+        """Submit, read frames until ``executing{node: null}`` for it, return the history entry."""
+        prompt_id = str(uuid.uuid4())
+        body = {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id}
+        self.http.post("/prompt", json=body).raise_for_status()
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while True:
+            frame = self._ws.recv(timeout=max(deadline - time.monotonic(), 0))
+            if isinstance(frame, bytes):
+                continue
+            message = json.loads(frame)
+            data = message["data"]
+            if message.get("type") == "executing" and data.get("node") is None:
+                if data.get("prompt_id") == prompt_id:
+                    break
+        entry: dict[str, Any] = self.http.get(f"/history/{prompt_id}").json()[prompt_id]
+        if entry["status"]["status_str"] != "success":
+            raise RuntimeError(f"raw sync job {prompt_id} failed")
+        return entry
+
+    def close(self) -> None:
+        self._ws.__exit__(None, None, None)
+        self.http.close()
+
+
 # -- one job per client kind ---------------------------------------------------------------
 
 
@@ -237,6 +279,8 @@ class Session:
 
 
 CLIENTS = ("raw", "async", "sync")
+#: The sequential measurement also times the raw sync client (a baseline for the sync column).
+SEQUENTIAL_CLIENTS = ("raw", "async", "sync", "raw_sync")
 
 
 @contextlib.asynccontextmanager
@@ -270,6 +314,14 @@ async def session(name: str, url: str, warmup: int, in_flight: int = 1) -> Async
             opened = Session(async_job=async_job)
             await opened.run(warmup, in_flight)
             yield opened
+    elif name == "raw_sync":
+        raw_sync = RawSyncClient(url)
+        try:
+            opened = Session(sync_job=lambda: raw_sync.run(graph()))
+            await opened.run(warmup, in_flight)
+            yield opened
+        finally:
+            raw_sync.close()
     else:
         with ComfyClient(url) as ck_sync:
             opened = Session(sync_job=lambda: comfykit_sync_job(ck_sync))
@@ -277,28 +329,29 @@ async def session(name: str, url: str, warmup: int, in_flight: int = 1) -> Async
             yield opened
 
 
-def rotation(r: int) -> list[str]:
-    """The clients' order in round ``r``: every client goes first, second and last in turn, in
-    both directions (ABC, CBA, BCA, ACB, CAB, BAC)."""
-    order = list(CLIENTS[r // 2 % 3 :] + CLIENTS[: r // 2 % 3])
+def rotation(r: int, names: Sequence[str] = CLIENTS) -> list[str]:
+    """The clients' order in round ``r``: every client goes first, in the middle and last in
+    turn, in both directions (for three: ABC, CBA, BCA, ACB, CAB, BAC)."""
+    shift = r // 2 % len(names)
+    order = list(names[shift:]) + list(names[:shift])
     return order if r % 2 == 0 else order[::-1]
 
 
 async def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
     log(f"warm-up: {args.warmup} jobs per client (the catalog, the server's caches)")
-    for name in CLIENTS:
+    for name in SEQUENTIAL_CLIENTS:
         async with session(name, url, args.warmup):
             pass
 
     # Sequential latency: blocks of jobs, one client at a time, the order rotating per block.
-    latencies: dict[str, list[float]] = {name: [] for name in CLIENTS}
+    latencies: dict[str, list[float]] = {name: [] for name in SEQUENTIAL_CLIENTS}
     # Client CPU (this process) per job: robust to the server's and other load's noise.
-    seq_cpu: dict[str, float] = dict.fromkeys(CLIENTS, 0.0)
+    seq_cpu: dict[str, float] = dict.fromkeys(SEQUENTIAL_CLIENTS, 0.0)
     per_block = min(SEQUENTIAL_BLOCK, args.sequential)
     blocks = max(1, -(-args.sequential // per_block))
     log(f"sequential: {blocks} blocks of {per_block} jobs per client")
     for b in range(blocks):
-        for name in rotation(b):
+        for name in rotation(b, SEQUENTIAL_CLIENTS):
             async with session(name, url, 2) as client:
                 cpu = time.process_time()
                 for _ in range(per_block):
@@ -312,7 +365,8 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
     ratios: dict[str, dict[str, float]] = {"async": {}, "sync": {}}
     round_ratios: dict[str, dict[str, list[float]]] = {"async": {}, "sync": {}}
     cpu_ms: dict[str, dict[str, float]] = {
-        name: {"sequential": seq_cpu[name] / (blocks * per_block) * 1000} for name in CLIENTS
+        name: {"sequential": seq_cpu[name] / (blocks * per_block) * 1000}
+        for name in SEQUENTIAL_CLIENTS
     }
     for level in args.levels:
         per_round = max(32, 2 * level)
@@ -439,6 +493,12 @@ def table(results: dict[str, Any]) -> str:
             f"| sequential latency {q} (ms) | {raw:.1f} | {a:.1f} | {s:.1f} | "
             f"{a / raw:.3f} | {s / raw:.3f} | {target} | {result} |"
         )
+    for q in ("p50", "p95"):
+        raw_sync, s = seq["raw_sync"][q], seq["sync"][q]
+        lines.append(
+            f"| sequential latency {q}, raw *sync* client (ms) | {raw_sync:.1f} | | | |"
+            f" sync / raw sync: {s / raw_sync:.3f} | (diagnostic) | |"
+        )
     ratio = results["throughput_ratio_median"]
     for level in thr["raw"]:
         raw, a, s = thr["raw"][level], thr["async"][level], thr["sync"][level]
@@ -462,6 +522,11 @@ def table(results: dict[str, Any]) -> str:
             f"| client CPU per job, {phase} (ms) | {raw:.2f} | {a:.2f} | {s:.2f} | "
             f"{a / raw:.3f} | {s / raw:.3f} | (diagnostic) | |"
         )
+    raw_sync_cpu, s = cpu["raw_sync"]["sequential"], cpu["sync"]["sequential"]
+    lines.append(
+        f"| client CPU per job, sequential, raw *sync* client (ms) | {raw_sync_cpu:.2f} | | | |"
+        f" sync / raw sync: {s / raw_sync_cpu:.3f} | (diagnostic) | |"
+    )
     heavy = ", ".join(imp["heavy_modules_loaded"]) or "none"
     ok = imp["median_ms"] < IMPORT_TARGET_MS and not imp["heavy_modules_loaded"]
     lines.append(

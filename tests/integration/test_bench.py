@@ -27,6 +27,9 @@ def test_quick_benchmark_run_measures_every_client(comfyui_url: str, tmp_path: P
         assert results["sequential_ms"][name]["p50"] > 0
         assert set(results["throughput_jobs_per_s"][name]) == {"1", "8"}
         assert all(v > 0 for v in results["throughput_jobs_per_s"][name].values())
+    assert results["sequential_ms"]["raw_sync"]["n"] == 20
+    assert results["sequential_ms"]["raw_sync"]["p50"] > 0
     assert results["import"]["heavy_modules_loaded"] == []
     assert "| sequential latency p50 (ms) |" in done.stdout
     assert "throughput, 8 in flight" in done.stdout
+    assert "raw *sync* client" in done.stdout
