@@ -8,8 +8,10 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from comfykit import (
     WorkflowError,
 )
 from comfykit.cli import (
+    EXIT_INTERRUPTED,
     EXIT_JOB_FAILED,
     EXIT_OK,
     EXIT_SERVER_ERROR,
@@ -329,6 +332,42 @@ def test_run_timeout_exits_3(comfyui_url: str, tmp_path: Path, capsys: Capture) 
     code, _, err = _run(["run", wf, "--url", comfyui_url, "--timeout", "0.2"], capsys)
     assert code == EXIT_UNREACHABLE
     _assert_clean_error(err, "did not finish within 0.2 s")
+
+
+def test_run_ctrl_c_cancels_the_job_and_exits_130(comfyui_url: str, tmp_path: Path) -> None:
+    value = random.randrange(10**9)
+    wf = _write(tmp_path / "wf.json", graphs.sleep(60, value=value))
+    argv = [sys.executable, "-m", "comfykit.cli", "run", wf, "--url", comfyui_url]
+    with (
+        ComfyClient(comfyui_url) as comfy,
+        subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) as proc,
+    ):
+        try:
+            deadline = time.monotonic() + 60
+            prompt_id = None
+            while prompt_id is None:  # wait until the job runs on the server
+                assert time.monotonic() < deadline, "the job never started"
+                assert proc.poll() is None
+                for item in comfy.queue().running:
+                    if item.prompt["1"]["inputs"]["value"] == value:
+                        prompt_id = item.prompt_id
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == EXIT_INTERRUPTED
+            assert proc.stderr is not None
+            _assert_clean_error(proc.stderr.read(), "interrupted")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        # Cancelled, not left running for its 60 s: it leaves the queue at once (the interrupt
+        # lands at TestSleep's next progress step) and is recorded as interrupted.
+        deadline = time.monotonic() + 15
+        while prompt_id in comfy.queue():
+            assert time.monotonic() < deadline, "the job was not interrupted"
+            time.sleep(0.05)
+        entry = comfy.history(prompt_id)[prompt_id]
+        assert entry.status is not None
+        assert any(name == "execution_interrupted" for name, _ in entry.status.messages)
 
 
 def test_run_progress_bar(comfyui_url: str, tmp_path: Path, capsys: Capture) -> None:
