@@ -201,6 +201,46 @@ def _choices_text(choices: tuple[Any, ...]) -> str:
     return str(list(choices))
 
 
+_INVALID: Final = "invalid_prompt"
+
+
+@dataclass(frozen=True)
+class ApiNodeShape:
+    """One API-format node taken apart: what is usable of it, and what is wrong with it."""
+
+    class_type: str | None  # None: not a node at all (no mapping, or no class_type)
+    title: str | None
+    inputs: Mapping[Any, Any] | None  # None: no usable ``inputs`` mapping
+    problem: WorkflowProblem | None
+
+
+def api_node_shape(nid: str, raw: object) -> ApiNodeShape:
+    """Check that ``raw`` is a node: a mapping with a ``class_type`` string and an ``inputs``
+    mapping. The one place both the validator and ``Workflow.from_api`` check node shapes."""
+    if not isinstance(raw, Mapping):
+        problem = f"a node is a mapping, not {type(raw).__name__}"
+        return ApiNodeShape(None, None, None, WorkflowProblem(nid, None, problem, code=_INVALID))
+    meta = raw.get("_meta")
+    title = meta.get("title") if isinstance(meta, Mapping) else None
+    title = title if isinstance(title, str) else None
+    class_type = raw.get("class_type")
+    if not isinstance(class_type, str):
+        problem = "the node has no class_type"
+        return ApiNodeShape(
+            None, title, None, WorkflowProblem(nid, None, problem, title=title, code=_INVALID)
+        )
+    inputs = raw.get("inputs")
+    if not isinstance(inputs, Mapping):
+        problem = "the node has no 'inputs' mapping (use {} for a node without inputs)"
+        return ApiNodeShape(
+            class_type,
+            title,
+            None,
+            WorkflowProblem(nid, class_type, problem, title=title, code=_INVALID),
+        )
+    return ApiNodeShape(class_type, title, inputs, None)
+
+
 @dataclass
 class _Node:
     class_type: str
@@ -296,45 +336,13 @@ class Validator:
         nodes: dict[str, _Node] = {}
         for raw_id, raw in prompt.items():
             nid = str(raw_id)
-            if not isinstance(raw, Mapping):
-                problems.append(
-                    WorkflowProblem(
-                        nid,
-                        None,
-                        f"a node is a mapping, not {type(raw).__name__}",
-                        code="invalid_prompt",
-                    )
-                )
+            shape = api_node_shape(nid, raw)
+            if shape.problem is not None:
+                problems.append(shape.problem)
+            if shape.class_type is None:
                 continue
-            class_type = raw.get("class_type")
-            meta = raw.get("_meta")
-            title = meta.get("title") if isinstance(meta, Mapping) else None
-            title = title if isinstance(title, str) else None
-            if not isinstance(class_type, str):
-                problems.append(
-                    WorkflowProblem(
-                        nid,
-                        None,
-                        "the node has no class_type",
-                        title=title,
-                        code="invalid_prompt",
-                    )
-                )
-                continue
-            inputs = raw.get("inputs")
-            if not isinstance(inputs, Mapping):
-                problems.append(
-                    WorkflowProblem(
-                        nid,
-                        class_type,
-                        "the node has no 'inputs' mapping (use {} for a node without inputs)",
-                        title=title,
-                        code="invalid_prompt",
-                    )
-                )
-                nodes[nid] = _Node(class_type, title, None)
-                continue
-            nodes[nid] = _Node(class_type, title, {str(k): v for k, v in inputs.items()})
+            inputs = None if shape.inputs is None else {str(k): v for k, v in shape.inputs.items()}
+            nodes[nid] = _Node(shape.class_type, shape.title, inputs)
         return nodes
 
     def _reach(

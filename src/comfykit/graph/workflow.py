@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING, Any, Union
 
 from comfykit._exceptions import InputError, WorkflowError, WorkflowProblem
 from comfykit.graph._spec import NodeSpec
-from comfykit.graph._validate import UNBOUND, bind_params, suggest
+from comfykit.graph._validate import UNBOUND, api_node_shape, bind_params, suggest
 from comfykit.graph._values import NodeOutput, Param, as_link, link_to_api
 
 if TYPE_CHECKING:
@@ -450,28 +450,13 @@ class Workflow:
         problems = []
         for raw_id, raw in data.items():
             nid = str(raw_id)
-            if not isinstance(raw, Mapping):
-                problems.append(
-                    WorkflowProblem(
-                        nid,
-                        None,
-                        f"a node is a mapping, not {type(raw).__name__}",
-                        code="invalid_prompt",
-                    )
-                )
+            shape = api_node_shape(nid, raw)
+            if shape.problem is not None:
+                problems.append(shape.problem)
                 continue
-            class_type, inputs = raw.get("class_type"), raw.get("inputs")
-            if not isinstance(class_type, str) or not isinstance(inputs, Mapping):
-                missing = "class_type" if not isinstance(class_type, str) else "'inputs' mapping"
-                problems.append(
-                    WorkflowProblem(
-                        nid,
-                        class_type if isinstance(class_type, str) else None,
-                        f"the node has no {missing}",
-                        code="invalid_prompt",
-                    )
-                )
-                continue
+            assert isinstance(raw, Mapping) and shape.class_type is not None
+            class_type, inputs = shape.class_type, shape.inputs
+            assert inputs is not None
             meta = raw.get("_meta")
             extra = {k: copy.deepcopy(v) for k, v in raw.items() if k not in _NODE_KEYS}
             if "_meta" in raw and not isinstance(meta, Mapping):
