@@ -73,6 +73,11 @@ class FakeConnection(httpcore.ConnectionInterface):
         return self.closed
 
 
+def guarded() -> tuple[FakeConnection, GuardedConnection]:
+    inner = FakeConnection()
+    return inner, GuardedConnection(inner)
+
+
 def request() -> httpcore.Request:
     return httpcore.Request("GET", "http://127.0.0.1:8188/queue")
 
@@ -87,8 +92,7 @@ def test_the_fake_has_the_race_that_the_guard_closes() -> None:
 
 
 def test_a_request_started_during_the_check_keeps_the_connection() -> None:
-    inner = FakeConnection()
-    conn = GuardedConnection(inner)
+    inner, conn = guarded()
     started: list[httpcore.Response] = []
     inner.between_reads = lambda: started.append(conn.handle_request(request()))
     assert not conn.has_expired()
@@ -103,8 +107,7 @@ def test_a_request_started_during_the_check_keeps_the_connection() -> None:
 
 
 def test_a_request_that_started_and_finished_during_the_check_keeps_it_too() -> None:
-    inner = FakeConnection()
-    conn = GuardedConnection(inner)
+    inner, conn = guarded()
 
     def whole_request() -> None:
         response = conn.handle_request(request())
@@ -117,8 +120,7 @@ def test_a_request_that_started_and_finished_during_the_check_keeps_it_too() -> 
 
 
 def test_a_busy_connection_is_never_expired() -> None:
-    inner = FakeConnection()
-    conn = GuardedConnection(inner)
+    inner, conn = guarded()
     response = conn.handle_request(request())
     inner.state = "IDLE"  # even if the inner connection claimed to be idle and readable
     assert not conn.has_expired()
@@ -128,8 +130,7 @@ def test_a_busy_connection_is_never_expired() -> None:
 
 
 def test_a_failed_request_frees_the_connection() -> None:
-    inner = FakeConnection()
-    conn = GuardedConnection(inner)
+    inner, conn = guarded()
     inner.fail_next = httpcore.ConnectionNotAvailable()
     with pytest.raises(httpcore.ConnectionNotAvailable):
         conn.handle_request(request())
@@ -138,8 +139,7 @@ def test_a_failed_request_frees_the_connection() -> None:
 
 
 def test_closing_a_response_twice_frees_the_connection_once() -> None:
-    inner = FakeConnection()
-    conn = GuardedConnection(inner)
+    inner, conn = guarded()
     first = conn.handle_request(request())
     second = conn.handle_request(request())
     first.close()
@@ -152,8 +152,7 @@ def test_closing_a_response_twice_frees_the_connection_once() -> None:
 
 
 def test_the_rest_of_the_interface_is_the_inner_connection_s() -> None:
-    inner = FakeConnection()
-    conn = GuardedConnection(inner)
+    inner, conn = guarded()
     assert conn.can_handle_request(ORIGIN)
     assert conn.is_available() and conn.is_idle() and not conn.is_closed()
     assert conn.info() == "fake"
