@@ -43,12 +43,16 @@ async def test_websocket_dropped_mid_job_still_delivers(comfyui_url: str) -> Non
 
 
 def test_websocket_dropped_mid_job_still_delivers_sync(comfyui_url: str) -> None:
+    from comfykit._blocking_ws import BlockingWebSocket
+
     with ComfyClient(comfyui_url) as comfy:
         job = comfy.submit(graphs.sleep(1.0, value=random.randrange(10**6)))
         stream = comfy._shared.stream
         for event in job.events(timeout=60):
             if isinstance(event, Progress):
                 break
+        # The sync client reads its socket itself (no websockets thread).
+        assert stream._ws is not None and isinstance(stream._ws._conn, BlockingWebSocket)
         stream.drop()
         result = job.result(timeout=60)
         assert result.text["3"]

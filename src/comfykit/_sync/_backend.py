@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     import httpx
     from websockets.sync.client import ClientConnection
 
+    from websockets.uri import WebSocketURI
+
+    from comfykit._blocking_ws import BlockingWebSocket
+
 __all__ = [
     "READER_IDLE",
     "READER_POLL",
@@ -37,16 +41,16 @@ __all__ = [
 
 monotonic = time.monotonic
 
-#: The stream's background reader steps aside while anybody waits, and the waiting threads take
-#: the frames themselves: handing each finished job from the reader thread to the waiting one
+#: The stream's background reader steps aside while anybody waits, and the waiting threads read
+#: the socket themselves: handing each finished job from the reader thread to the waiting one
 #: costs a thread wake-up on the critical path.
 READER_STEPS_ASIDE = True
 #: How often the background reader checks whether somebody started waiting (seconds).
 READER_POLL: float | None = 0.1
 #: The background reader reads only once nobody has waited for this long (seconds): jobs run
-#: back to back never involve it, while an idle client still routes (and so frees) the frames
-#: websockets' own thread keeps receiving.
-READER_IDLE = 1.0
+#: back to back never involve it, while the socket of a client that stopped waiting is read
+#: again soon, before what the server broadcasts meanwhile can fill its buffers.
+READER_IDLE = 0.25
 
 
 def sleep(seconds: float) -> None:
@@ -148,7 +152,7 @@ class Mutex:
 class WebSocket:
     """A connected WebSocket with a receive timeout."""
 
-    def __init__(self, conn: ClientConnection) -> None:
+    def __init__(self, conn: BlockingWebSocket | ClientConnection) -> None:
         self._conn = conn
 
     def recv(self, timeout: float | None) -> str | bytes:
@@ -165,7 +169,19 @@ class WebSocket:
 
 
 def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | None) -> WebSocket:
-    """Open a WebSocket with no frame-size limit and an unbounded receive queue."""
+    """Open a WebSocket with no frame-size limit.
+
+    A direct connection is driven by the thread that reads it (:mod:`comfykit._blocking_ws`): no
+    thread of websockets' own, no hand-over per frame. Through a proxy from the environment, the
+    connection is made by ``websockets.sync``, which knows how to tunnel.
+    """
+    from websockets.uri import parse_uri
+
+    if _proxy_for(parse_uri(url)) is None:
+        from comfykit._blocking_ws import connect as connect_direct
+
+        return WebSocket(connect_direct(url, headers, open_timeout))
+
     from websockets.sync.client import connect  # imported on first use: it is slow to import
 
     conn = connect(
@@ -181,6 +197,13 @@ def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | N
     # Entering the connection marks it as managed (websockets >= 17 warns otherwise); leaving it
     # is what WebSocket.close() does.
     return WebSocket(conn.__enter__())
+
+
+def _proxy_for(uri: WebSocketURI) -> str | None:
+    """The proxy websockets would use for ``uri`` (it reads the environment)."""
+    from websockets.proxy import get_proxy
+
+    return get_proxy(uri)
 
 
 def http_transport(limits: httpx.Limits) -> httpx.HTTPTransport:
