@@ -32,6 +32,8 @@ SUBS: list[tuple[str, str]] = [
     (r"\bAsyncGenerateMixin\b", "GenerateMixin"),
     (r"\bAsyncRetrying\b", "Retrying"),
     (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
+    (r"\bhttpx\.AsyncBaseTransport\b", "httpx.BaseTransport"),
+    (r"\bhandle_async_request\b", "handle_request"),
     (r"\bAsyncIterator\b", "Iterator"),
     (r"\bAsyncIterable\b", "Iterable"),
     (r"\bAwaitable\[None\]", "None"),

@@ -174,6 +174,55 @@ def test_a_peer_that_stops_answering_pings_counts_as_lost() -> None:
         ws.close()
 
 
+def test_a_message_larger_than_one_read_and_a_burst_of_small_ones_arrive_whole() -> None:
+    big = bytes(range(256)) * 8192  # 2 MiB: many socket reads
+    small = [f"frame {i}" for i in range(200)]
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send(big)
+        for text in small:  # many frames in one socket read
+            await ws.send(text)
+        await ws.wait_closed()
+
+    with ws_server(handler) as url:
+        ws = connect(url, {}, 5.0)
+        try:
+            ws.send("go")
+            assert ws.recv(10.0) == big
+            assert [ws.recv(5.0) for _ in small] == small
+        finally:
+            ws.close()
+
+
+def test_close_from_another_thread_ends_a_wait_without_a_deadline() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    with ws_server(handler) as url:
+        ws = connect(url, {}, 5.0)
+        outcome: list[BaseException] = []
+
+        def wait() -> None:
+            try:
+                ws.recv(None)
+            except BaseException as exc:  # noqa: BLE001 - the test looks at it
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.2)  # the waiter is in the selector by now
+        start = time.monotonic()
+        ws.close()
+        waiter.join(5)
+        assert not waiter.is_alive()
+        assert time.monotonic() - start < 2
+        assert len(outcome) == 1 and isinstance(outcome[0], ConnectionClosed)
+        assert ws._sock.fileno() == -1  # the waiter released the socket on its way out
+        with pytest.raises(ConnectionClosed):
+            ws.recv(0.1)
+
+
 def test_a_close_from_the_server_raises_connection_closed_after_queued_messages() -> None:
     async def handler(ws: ServerConnection) -> None:
         await ws.send("last words")

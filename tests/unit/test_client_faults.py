@@ -18,6 +18,7 @@ import base64
 import inspect
 import json
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -768,3 +769,102 @@ async def test_a_given_http_client_without_base_url_still_reaches_base_url(kind:
             else:
                 http.close()
         assert route.call_count == 1
+
+
+# -- what httpx's send() did for a client made here ------------------------------------------
+
+
+async def test_cookies_the_server_sets_are_sent_back(kind: str, mock: respx.MockRouter) -> None:
+    route = mock.get("/system_stats").mock(
+        side_effect=[
+            httpx.Response(200, json=STATS, headers={"Set-Cookie": "sticky=node-2; Path=/"}),
+            httpx.Response(200, json=STATS),
+        ]
+    )
+    c = make(kind)
+    try:
+        await call(c.system_stats())
+        await call(c.system_stats())
+    finally:
+        await call(c.close())
+    first, second = (call_.request for call_ in route.calls)
+    assert "cookie" not in first.headers
+    assert second.headers["cookie"] == "sticky=node-2"
+
+
+async def test_a_status_error_carries_the_request_and_the_time_it_took(
+    client: Client, mock: respx.MockRouter
+) -> None:
+    mock.get("/system_stats").respond(404, text="nope")
+    with pytest.raises(NotFoundError) as info:
+        await call(client.system_stats())
+    response = info.value.response
+    assert response is not None
+    assert response.request.url == f"{URL}/system_stats"
+    assert response.request.headers["user-agent"].startswith("comfykit/")
+    assert response.elapsed.total_seconds() >= 0
+    assert response.text == "nope"
+
+
+async def test_a_given_http_client_keeps_its_event_hooks(kind: str) -> None:
+    seen: list[str] = []
+
+    def hook(request: httpx.Request) -> None:
+        seen.append(request.url.path)
+
+    async def async_hook(request: httpx.Request) -> None:
+        hook(request)
+
+    http: httpx.AsyncClient | httpx.Client = (
+        httpx.AsyncClient(event_hooks={"request": [async_hook]})
+        if kind == "async"
+        else httpx.Client(event_hooks={"request": [hook]})
+    )
+    with respx.mock(assert_all_called=True) as router:
+        router.get(f"{URL}/system_stats").respond(json=STATS)
+        c = make(kind, http_client=http)
+        try:
+            await call(c.system_stats())
+        finally:
+            await call(c.close())
+            if isinstance(http, httpx.AsyncClient):
+                await http.aclose()
+            else:
+                http.close()
+    assert seen == ["/system_stats"]
+
+
+async def test_an_http_proxy_from_the_environment_is_used(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``comfy.test`` does not resolve: only the proxy can answer, as httpx's send() had it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    lines: list[bytes] = []
+
+    def proxy() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(65536)
+            lines.append(head.split(b"\r\n", 1)[0])
+            body = json.dumps(STATS).encode()
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+
+    thread = threading.Thread(target=proxy, daemon=True)
+    thread.start()
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    c = make(kind)
+    try:
+        stats = await call(c.system_stats())
+    finally:
+        await call(c.close())
+        listener.close()
+    thread.join(5)
+    assert stats.system.comfyui_version == "0.3.75"
+    assert lines == [b"GET http://comfy.test:8188/system_stats HTTP/1.1"]

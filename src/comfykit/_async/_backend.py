@@ -29,7 +29,7 @@ __all__ = [
     "WebSocket",
     "blocking_fetch",
     "deadline_scope",
-    "http_transport",
+    "guard_http_pool",
     "per_call_timeout",
     "monotonic",
     "open_websocket",
@@ -241,9 +241,8 @@ class _Readable(Protocol):
     def read(self) -> Awaitable[bytes]: ...
 
 
-def http_transport(limits: httpx.Limits) -> httpx.AsyncHTTPTransport | None:  # noqa: ARG001
-    """The client's HTTP transport: httpx's own (the sync twin guards its pool for threads)."""
-    return None
+def guard_http_pool(http: httpx.AsyncClient, limits: httpx.Limits) -> None:  # noqa: ARG001
+    """Nothing to do: the sync twin makes a client's pool safe under many threads."""
 
 
 async def prefetch(files: Sequence[_Readable]) -> list[bytes] | None:

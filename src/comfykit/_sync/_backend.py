@@ -31,7 +31,7 @@ __all__ = [
     "WebSocket",
     "blocking_fetch",
     "deadline_scope",
-    "http_transport",
+    "guard_http_pool",
     "per_call_timeout",
     "monotonic",
     "open_websocket",
@@ -206,11 +206,15 @@ def _proxy_for(uri: WebSocketURI) -> str | None:
     return get_proxy(uri)
 
 
-def http_transport(limits: httpx.Limits) -> httpx.HTTPTransport:
-    """The client's HTTP transport: httpx's, with a pool that is safe under many threads."""
+def guard_http_pool(http: httpx.Client, limits: httpx.Limits) -> None:
+    """Make the pool of a client made by comfykit safe under many threads: its transport for
+    direct connections becomes a :class:`~comfykit._guarded_pool.GuardedTransport`. (Passing
+    one as ``transport=`` would make httpx ignore the proxies of the environment, which it
+    mounts next to that transport.)"""
     from comfykit._guarded_pool import GuardedTransport
 
-    return GuardedTransport(limits)
+    http._transport.close()  # httpx's own, unused so far
+    http._transport = GuardedTransport(limits)
 
 
 def prefetch(files: Sequence[Any]) -> list[bytes] | None:  # noqa: ARG001 - the async twin uses it
