@@ -188,19 +188,39 @@ class RawSyncClient:
 # -- one job per client kind ---------------------------------------------------------------
 
 
-async def comfykit_async_job(client: AsyncComfyClient) -> None:
+def server_execution_ms(messages: Sequence[Sequence[Any]]) -> float:
+    """How long the server took to execute a prompt, from its history entry's status messages
+    (``execution_start`` to ``execution_success``; the server stamps them in whole ms)."""
+    stamps = {kind: data["timestamp"] for kind, data in messages}
+    return float(stamps["execution_success"] - stamps["execution_start"])
+
+
+async def comfykit_async_job(client: AsyncComfyClient) -> float:
     job = await client.submit(graph())
     result = await job.result(timeout=JOB_TIMEOUT)
     assert result.outputs, "no outputs"
+    assert result.history is not None and result.history.status is not None
+    return server_execution_ms(result.history.status.messages)
 
 
-def comfykit_sync_job(client: ComfyClient) -> None:
+def comfykit_sync_job(client: ComfyClient) -> float:
     job = client.submit(graph())
     result = job.result(timeout=JOB_TIMEOUT)
     assert result.outputs, "no outputs"
+    assert result.history is not None and result.history.status is not None
+    return server_execution_ms(result.history.status.messages)
 
 
 # -- measurements ------------------------------------------------------------------------------
+
+
+def trimmed_mean(values: Sequence[float], cut: float = 0.05) -> float:
+    """The mean of the values left after dropping the lowest and highest ``cut`` of them: the
+    server's timestamps are whole milliseconds (a mean undoes that), and a few stalled jobs
+    would otherwise move a plain mean."""
+    ordered = sorted(values)
+    drop = int(len(ordered) * cut)
+    return statistics.fmean(ordered[drop : len(ordered) - drop])
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -214,16 +234,17 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-async def timed_async(fn: Callable[[], Awaitable[Any]]) -> float:
+async def timed_async(fn: Callable[[], Awaitable[float]]) -> tuple[float, float]:
+    """(seconds the job took, the server's execution time in ms)."""
     start = time.perf_counter()
-    await fn()
-    return time.perf_counter() - start
+    executed = await fn()
+    return time.perf_counter() - start, executed
 
 
-def timed_sync(fn: Callable[[], Any]) -> float:
+def timed_sync(fn: Callable[[], float]) -> tuple[float, float]:
     start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    executed = fn()
+    return time.perf_counter() - start, executed
 
 
 async def run_in_flight_async(fn: Callable[[], Awaitable[Any]], jobs: int, in_flight: int) -> float:
@@ -265,7 +286,8 @@ class Session:
         self.async_job = async_job
         self.sync_job = sync_job
 
-    async def one(self) -> float:
+    async def one(self) -> tuple[float, float]:
+        """Run one job: (seconds it took, the server's execution time in ms)."""
         if self.async_job is not None:
             return await timed_async(self.async_job)
         assert self.sync_job is not None
@@ -296,8 +318,8 @@ async def session(name: str, url: str, warmup: int, in_flight: int = 1) -> Async
         raw = RawClient(url)
         await raw.start()
 
-        async def raw_job() -> None:
-            await raw.run(graph())
+        async def raw_job() -> float:
+            return server_execution_ms((await raw.run(graph()))["status"]["messages"])
 
         try:
             opened = Session(async_job=raw_job)
@@ -308,8 +330,8 @@ async def session(name: str, url: str, warmup: int, in_flight: int = 1) -> Async
     elif name == "async":
         async with AsyncComfyClient(url) as ck_async:
 
-            async def async_job() -> None:
-                await comfykit_async_job(ck_async)
+            async def async_job() -> float:
+                return await comfykit_async_job(ck_async)
 
             opened = Session(async_job=async_job)
             await opened.run(warmup, in_flight)
@@ -317,7 +339,9 @@ async def session(name: str, url: str, warmup: int, in_flight: int = 1) -> Async
     elif name == "raw_sync":
         raw_sync = RawSyncClient(url)
         try:
-            opened = Session(sync_job=lambda: raw_sync.run(graph()))
+            opened = Session(
+                sync_job=lambda: server_execution_ms(raw_sync.run(graph())["status"]["messages"])
+            )
             await opened.run(warmup, in_flight)
             yield opened
         finally:
@@ -345,6 +369,8 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
     # Sequential latency: blocks of jobs, one client at a time, the order rotating per block.
     latencies: dict[str, list[float]] = {name: [] for name in SEQUENTIAL_CLIENTS}
+    # The server's own execution time of each of those jobs (from its history timestamps).
+    executions: dict[str, list[float]] = {name: [] for name in SEQUENTIAL_CLIENTS}
     # Client CPU (this process) per job: robust to the server's and other load's noise.
     seq_cpu: dict[str, float] = dict.fromkeys(SEQUENTIAL_CLIENTS, 0.0)
     per_block = min(SEQUENTIAL_BLOCK, args.sequential)
@@ -355,7 +381,9 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
             async with session(name, url, 2) as client:
                 cpu = time.process_time()
                 for _ in range(per_block):
-                    latencies[name].append(await client.one())
+                    seconds, executed_ms = await client.one()
+                    latencies[name].append(seconds)
+                    executions[name].append(executed_ms)
                 seq_cpu[name] += time.process_time() - cpu
 
     # Throughput: per level, rounds in which each client runs alone, the order rotating. The
@@ -397,6 +425,10 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 "p50": percentile(values, 0.50) * 1000,
                 "p95": percentile(values, 0.95) * 1000,
                 "mean": statistics.fmean(values) * 1000,
+                "server_execution_mean": trimmed_mean(executions[name]),
+                "outside_execution_mean": trimmed_mean(
+                    [t * 1000 - e for t, e in zip(values, executions[name], strict=True)]
+                ),
                 "n": len(values),
             }
             for name, values in latencies.items()
@@ -498,6 +530,21 @@ def table(results: dict[str, Any]) -> str:
         lines.append(
             f"| sequential latency {q}, raw *sync* client (ms) | {raw_sync:.1f} | | | |"
             f" sync / raw sync: {s / raw_sync:.3f} | (diagnostic) | |"
+        )
+    # Where the time goes, per job: the server's execution (from its own timestamps) and the
+    # rest (HTTP, frames, the client's code), as trimmed means. The server's part depends on
+    # the client too: it runs slower while a blocking client waits.
+    names = ("raw", "async", "sync", "raw_sync")
+    execution = [seq[n]["server_execution_mean"] for n in names]
+    outside = [seq[n]["outside_execution_mean"] for n in names]
+    for label, values in (
+        ("server's execution per job, sequential (ms, trimmed mean)", execution),
+        ("sequential latency outside the server's execution (ms, trimmed mean)", outside),
+    ):
+        raw, a, s, rs = values
+        lines.append(
+            f"| {label} | {raw:.2f} | {a:.2f} | {s:.2f} | {a / raw:.3f} | {s / raw:.3f} |"
+            f" (diagnostic; raw *sync* client: {rs:.2f}) | |"
         )
     ratio = results["throughput_ratio_median"]
     for level in thr["raw"]:

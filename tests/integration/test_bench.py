@@ -28,6 +28,12 @@ def test_quick_benchmark_run_measures_every_client(comfyui_url: str, tmp_path: P
         assert set(results["throughput_jobs_per_s"][name]) == {"1", "8"}
         assert all(v > 0 for v in results["throughput_jobs_per_s"][name].values())
     assert results["sequential_ms"]["raw_sync"]["n"] == 20
+    for name in ("raw", "async", "sync", "raw_sync"):
+        # the server's own execution time of each job, from its history timestamps
+        seq = results["sequential_ms"][name]
+        assert 0 <= seq["server_execution_mean"] < 1000
+        assert 0 < seq["outside_execution_mean"] < seq["p95"] + 1  # (whole-ms timestamps)
+    assert "| server's execution per job, sequential (ms, trimmed mean) |" in done.stdout
     assert results["sequential_ms"]["raw_sync"]["p50"] > 0
     assert results["import"]["heavy_modules_loaded"] == []
     assert "| sequential latency p50 (ms) |" in done.stdout
