@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 
 from comfykit import (
@@ -172,3 +175,69 @@ def test_submit_right_after_the_socket_dropped_sync(comfyui_url: str) -> None:
         for job in jobs:
             assert job.result(timeout=60).text["2"]
         assert stream.connects == 2
+
+
+# -- a client nobody closed ------------------------------------------------------------------
+
+
+def _open(stream: Any, reader: Any, http: httpx.Client | httpx.AsyncClient) -> bool:
+    """True while any part of a dropped client is still open."""
+    return bool(reader.alive or stream.connected or not http.is_closed)
+
+
+def _wait_closed(stream: Any, reader: Any, http: httpx.Client, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while _open(stream, reader, http):
+        assert time.monotonic() < deadline, "the dropped client's socket or pool stayed open"
+        time.sleep(0.02)
+    assert stream.closed
+
+
+def test_a_sync_client_nobody_closed_closes_itself_once_collected(comfyui_url: str) -> None:
+    comfy = ComfyClient(comfyui_url)
+    comfy.run(graphs.text("dropped", str(random.random())), timeout=60)
+    stream, http = comfy._shared.stream, comfy._shared.http
+    reader = stream._reader
+    assert reader is not None and reader.alive and stream.connected
+    del comfy
+    gc.collect()
+    _wait_closed(stream, reader, http)
+
+
+def test_a_copy_keeps_the_socket_of_a_dropped_client_and_catches_up_through_it(
+    comfyui_url: str,
+) -> None:
+    comfy = ComfyClient(comfyui_url)
+    copy_ = comfy.with_options(timeout=60)
+    job = copy_.submit(graphs.sleep(1.0, value=random.randrange(10**6)))
+    stream, http = comfy._shared.stream, comfy._shared.http
+    del comfy
+    gc.collect()
+    for event in job.events(timeout=60):
+        if isinstance(event, Progress):
+            break
+    assert stream.connected and not stream.closed  # the copy still uses it
+    stream.drop()  # the reopened socket catches the job up through the copy
+    assert job.result(timeout=60).text["3"]
+    assert stream.connects == 2
+    reader = stream._reader
+    del copy_, job
+    gc.collect()
+    _wait_closed(stream, reader, http)
+
+
+async def test_an_async_client_nobody_closed_closes_itself_once_collected(
+    comfyui_url: str,
+) -> None:
+    comfy = AsyncComfyClient(comfyui_url)
+    await comfy.run(graphs.text("dropped", str(random.random())), timeout=60)
+    stream, http = comfy._shared.stream, comfy._shared.http
+    reader = stream._reader
+    assert reader is not None and reader.alive and stream.connected
+    del comfy
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while _open(stream, reader, http):
+        assert time.monotonic() < deadline, "the dropped client's socket or pool stayed open"
+        await asyncio.sleep(0.02)
+    assert stream.closed

@@ -31,6 +31,7 @@ __all__ = [
     "deadline_scope",
     "guard_http_pool",
     "per_call_timeout",
+    "run_detached",
     "monotonic",
     "open_websocket",
     "prefetch",
@@ -185,6 +186,28 @@ class Background:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+_detached: set[asyncio.Task[None]] = set()  # strong references until they finish
+
+
+def run_detached(reader: Background | None, fn: Callable[[], Awaitable[None]]) -> None:
+    """Run ``fn()`` as a task of the event loop ``reader`` runs on, from any thread; nothing
+    when there is no reader (then no socket is open) or its loop is gone."""
+    if reader is None:
+        return
+    loop = reader._task.get_loop()
+
+    async def run() -> None:
+        await fn()
+
+    def start() -> None:
+        task = loop.create_task(run())
+        _detached.add(task)
+        task.add_done_callback(_detached.discard)
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed
+        loop.call_soon_threadsafe(start)
 
 
 class Mutex:

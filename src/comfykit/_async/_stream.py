@@ -73,6 +73,11 @@ class AsyncEventStream:
         return self._ws is not None
 
     @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    @property
     def active(self) -> bool:
         """True while a socket is open or the background reader is reopening one."""
         return self._ws is not None or (self._reader is not None and self._reader.alive)
@@ -352,6 +357,11 @@ class AsyncEventStream:
         ws, self._ws = self._ws, None
         if ws is not None:
             await _close_quietly(ws)
+
+    def close_soon(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Run ``close`` soon and apart from the caller (a finalizer of a client nobody closed):
+        on the background reader's event loop, or in a thread of its own."""
+        backend.run_detached(self._reader, close)
 
     async def close(self) -> None:
         """Close the socket for good and let the background reader finish."""

@@ -11,6 +11,7 @@ import functools
 import json as _jsonlib
 import logging
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -98,12 +99,23 @@ class _Shared:
     """State shared by a client and the copies ``with_options()`` makes."""
 
     def __init__(
-        self, base_url: str, http: httpx.AsyncClient, stream: AsyncEventStream, owns_http: bool
+        self,
+        base_url: str,
+        http: httpx.AsyncClient,
+        stream: AsyncEventStream,
+        *,
+        owns_http: bool,
+        clients: weakref.WeakSet[AsyncComfyClient],
     ) -> None:
         self.http = http
         self.stream = stream
         self.owns_http = owns_http
         self.closed = False
+        self.clients = clients  # the client and its copies: the stream catches up through them
+        # Dropped without close(): once neither the client nor a copy of it is left, its socket,
+        # reader and pool are closed soon, instead of living as long as the process (a notebook
+        # cell run again and again would pile them up).
+        weakref.finalize(self, _close_abandoned, stream, http if owns_http else None).atexit = False
         root = base_url.rstrip("/")
         # A client made here has no auth flow, cookies, redirects or event hooks of its own (its
         # headers are set per request), so a whole request goes straight to the transport httpx
@@ -199,14 +211,19 @@ class AsyncComfyClient(AsyncGenerateMixin):
             )
             backend.guard_http_pool(http, limits)
         cid = client_id or uuid.uuid4().hex
+        # The stream holds its clients weakly, so that a client nobody holds can be collected.
+        clients: weakref.WeakSet[AsyncComfyClient] = weakref.WeakSet()
         stream = AsyncEventStream(
             self._options.ws_url + "?" + urlencode({"clientId": cid}),
             client_id=cid,
             headers=all_headers,
             open_timeout=self._options.timeout.connect,
-            reconcile=self._reconcile,
+            reconcile=functools.partial(_reconcile_through, clients),
         )
-        self._shared = _Shared(self._options.base_url, http, stream, owns_http=http_client is None)
+        self._shared = _Shared(
+            self._options.base_url, http, stream, owns_http=http_client is None, clients=clients
+        )
+        clients.add(self)
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
@@ -241,6 +258,7 @@ class AsyncComfyClient(AsyncGenerateMixin):
         clone._options = self._options.copy_with(
             timeout=timeout, max_retries=max_retries, headers=headers
         )
+        self._shared.clients.add(clone)
         return clone
 
     async def close(self) -> None:
@@ -723,6 +741,28 @@ class AsyncComfyClient(AsyncGenerateMixin):
                     )
                 )
         self._shared.stream.notify([t.prompt_id for t in open_])
+
+
+async def _reconcile_through(
+    clients: weakref.WeakSet[AsyncComfyClient], trackers: list[JobTracker]
+) -> None:
+    """The stream's catch-up after a reconnect, made by any client still sharing it."""
+    for client in list(clients):
+        await client._reconcile(trackers)
+        return
+
+
+def _close_abandoned(stream: AsyncEventStream, http: httpx.AsyncClient | None) -> None:
+    """Finalizer of a client's shared state: close what nobody closed, soon and elsewhere."""
+    if stream.closed:
+        return
+
+    async def close() -> None:
+        await stream.close()
+        if http is not None:
+            await http.aclose()
+
+    stream.close_soon(close)
 
 
 def _outcome_error(state: RetryCallState) -> BaseException | None:

@@ -33,6 +33,7 @@ __all__ = [
     "deadline_scope",
     "guard_http_pool",
     "per_call_timeout",
+    "run_detached",
     "monotonic",
     "open_websocket",
     "prefetch",
@@ -134,6 +135,12 @@ class Background:
         """Wait up to ``timeout`` seconds for the function to return."""
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+
+def run_detached(reader: Background | None, fn: Callable[[], None]) -> None:  # noqa: ARG001
+    """Run ``fn()`` in a daemon thread of its own (the caller may be a finalizer, in any
+    thread, even the reader's)."""
+    threading.Thread(target=fn, name="comfykit-close", daemon=True).start()
 
 
 class Mutex:

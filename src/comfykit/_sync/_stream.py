@@ -74,6 +74,11 @@ class EventStream:
         return self._ws is not None
 
     @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    @property
     def active(self) -> bool:
         """True while a socket is open or the background reader is reopening one."""
         return self._ws is not None or (self._reader is not None and self._reader.alive)
@@ -353,6 +358,11 @@ class EventStream:
         ws, self._ws = self._ws, None
         if ws is not None:
             _close_quietly(ws)
+
+    def close_soon(self, close: Callable[[], None]) -> None:
+        """Run ``close`` soon and apart from the caller (a finalizer of a client nobody closed):
+        on the background reader's event loop, or in a thread of its own."""
+        backend.run_detached(self._reader, close)
 
     def close(self) -> None:
         """Close the socket for good and let the background reader finish."""

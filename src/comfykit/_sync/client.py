@@ -12,6 +12,7 @@ import functools
 import json as _jsonlib
 import logging
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -99,12 +100,23 @@ class _Shared:
     """State shared by a client and the copies ``with_options()`` makes."""
 
     def __init__(
-        self, base_url: str, http: httpx.Client, stream: EventStream, owns_http: bool
+        self,
+        base_url: str,
+        http: httpx.Client,
+        stream: EventStream,
+        *,
+        owns_http: bool,
+        clients: weakref.WeakSet[ComfyClient],
     ) -> None:
         self.http = http
         self.stream = stream
         self.owns_http = owns_http
         self.closed = False
+        self.clients = clients  # the client and its copies: the stream catches up through them
+        # Dropped without close(): once neither the client nor a copy of it is left, its socket,
+        # reader and pool are closed soon, instead of living as long as the process (a notebook
+        # cell run again and again would pile them up).
+        weakref.finalize(self, _close_abandoned, stream, http if owns_http else None).atexit = False
         root = base_url.rstrip("/")
         # A client made here has no auth flow, cookies, redirects or event hooks of its own (its
         # headers are set per request), so a whole request goes straight to the transport httpx
@@ -200,14 +212,19 @@ class ComfyClient(GenerateMixin):
             )
             backend.guard_http_pool(http, limits)
         cid = client_id or uuid.uuid4().hex
+        # The stream holds its clients weakly, so that a client nobody holds can be collected.
+        clients: weakref.WeakSet[ComfyClient] = weakref.WeakSet()
         stream = EventStream(
             self._options.ws_url + "?" + urlencode({"clientId": cid}),
             client_id=cid,
             headers=all_headers,
             open_timeout=self._options.timeout.connect,
-            reconcile=self._reconcile,
+            reconcile=functools.partial(_reconcile_through, clients),
         )
-        self._shared = _Shared(self._options.base_url, http, stream, owns_http=http_client is None)
+        self._shared = _Shared(
+            self._options.base_url, http, stream, owns_http=http_client is None, clients=clients
+        )
+        clients.add(self)
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
@@ -242,6 +259,7 @@ class ComfyClient(GenerateMixin):
         clone._options = self._options.copy_with(
             timeout=timeout, max_retries=max_retries, headers=headers
         )
+        self._shared.clients.add(clone)
         return clone
 
     def close(self) -> None:
@@ -724,6 +742,28 @@ class ComfyClient(GenerateMixin):
                     )
                 )
         self._shared.stream.notify([t.prompt_id for t in open_])
+
+
+def _reconcile_through(
+    clients: weakref.WeakSet[ComfyClient], trackers: list[JobTracker]
+) -> None:
+    """The stream's catch-up after a reconnect, made by any client still sharing it."""
+    for client in list(clients):
+        client._reconcile(trackers)
+        return
+
+
+def _close_abandoned(stream: EventStream, http: httpx.Client | None) -> None:
+    """Finalizer of a client's shared state: close what nobody closed, soon and elsewhere."""
+    if stream.closed:
+        return
+
+    def close() -> None:
+        stream.close()
+        if http is not None:
+            http.close()
+
+    stream.close_soon(close)
 
 
 def _outcome_error(state: RetryCallState) -> BaseException | None:
