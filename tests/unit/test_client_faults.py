@@ -718,7 +718,8 @@ async def test_a_job_polled_without_a_socket_is_caught_up_once_when_the_socket_r
             c = make(kind, url, ws=True)
             stream = c._shared.stream
             try:
-                await run(stream.ensure_connected, 5.0)
+                assert await run(stream.ensure_connected, 5.0) is False  # a first socket
+                assert await run(stream.ensure_connected, 5.0) is False  # open already
                 accepting = False
                 await run(stream.drop)  # the reader tries once more, is refused, and ends
                 for _ in range(500):

@@ -82,9 +82,14 @@ class AsyncEventStream:
         """True while a socket is open or the background reader is reopening one."""
         return self._ws is not None or (self._reader is not None and self._reader.alive)
 
-    async def ensure_connected(self, timeout: float | None = None) -> None:
+    async def ensure_connected(self, timeout: float | None = None) -> bool:
         """Open the socket (and finish the handshake) unless it is open already, and make sure
-        the background reader runs. Waits while the reader is reopening a lost socket."""
+        the background reader runs. Waits while the reader is reopening a lost socket.
+
+        Returns True when a socket was reopened meanwhile (by this call or another): opening it
+        caught every submitted job up from the server.
+        """
+        connects = self.connects
         if self._ws is None:
             if not await self._connect_lock.acquire(timeout):
                 raise ComfyTimeoutError("timed out waiting to open the WebSocket")
@@ -94,6 +99,7 @@ class AsyncEventStream:
             finally:
                 self._connect_lock.release()
         self._start_reader()
+        return self.connects > 1 and self.connects != connects
 
     def _start_reader(self) -> None:
         if self._reader is not None and self._reader.alive:

@@ -114,12 +114,9 @@ class Job:
                 raise
             return
         if use_ws and not stream.active and not tracker.done:
-            connects = stream.connects
             try:
-                stream.ensure_connected()
-                if stream.connects in (1, connects):
-                    # A reopened socket catches every submitted job up as it opens; a first
-                    # one does not, nor (as far as this call knows) one already open again.
+                if not stream.ensure_connected():
+                    # A first socket, or one open already, has not caught this job up.
                     self._client._reconcile([tracker])
                 return
             except ComfyTimeoutError:
