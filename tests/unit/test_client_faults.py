@@ -754,10 +754,9 @@ async def test_requests_go_to_base_url_with_its_path_prefix(kind: str) -> None:
         assert stats.call_count == 2 and history.call_count == 1
 
 
-async def test_a_given_http_client_without_base_url_still_reaches_base_url(kind: str) -> None:
-    http: httpx.AsyncClient | httpx.Client = (
-        httpx.AsyncClient() if kind == "async" else httpx.Client()
-    )
+async def system_stats_through(kind: str, http: httpx.AsyncClient | httpx.Client) -> int:
+    """Call ``system_stats()`` on a client given ``http`` (closing both after); return how many
+    requests reached ``URL``."""
     with respx.mock(assert_all_called=True) as router:
         route = router.get(f"{URL}/system_stats").respond(json=STATS)
         c = make(kind, http_client=http)
@@ -769,7 +768,14 @@ async def test_a_given_http_client_without_base_url_still_reaches_base_url(kind:
                 await http.aclose()
             else:
                 http.close()
-        assert route.call_count == 1
+    return route.call_count
+
+
+async def test_a_given_http_client_without_base_url_still_reaches_base_url(kind: str) -> None:
+    http: httpx.AsyncClient | httpx.Client = (
+        httpx.AsyncClient() if kind == "async" else httpx.Client()
+    )
+    assert await system_stats_through(kind, http) == 1
 
 
 # -- what httpx's send() did for a client made here ------------------------------------------
@@ -821,17 +827,7 @@ async def test_a_given_http_client_keeps_its_event_hooks(kind: str) -> None:
         if kind == "async"
         else httpx.Client(event_hooks={"request": [hook]})
     )
-    with respx.mock(assert_all_called=True) as router:
-        router.get(f"{URL}/system_stats").respond(json=STATS)
-        c = make(kind, http_client=http)
-        try:
-            await call(c.system_stats())
-        finally:
-            await call(c.close())
-            if isinstance(http, httpx.AsyncClient):
-                await http.aclose()
-            else:
-                http.close()
+    assert await system_stats_through(kind, http) == 1
     assert seen == ["/system_stats"]
 
 
