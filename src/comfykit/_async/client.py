@@ -267,9 +267,7 @@ class AsyncComfyClient(AsyncGenerateMixin):
         if shared.closed:
             return
         shared.closed = True
-        await shared.stream.close()
-        if shared.owns_http:
-            await shared.http.aclose()
+        await _close_parts(shared.stream, shared.http if shared.owns_http else None)
 
     async def __aenter__(self) -> AsyncComfyClient:
         return self
@@ -752,17 +750,17 @@ async def _reconcile_through(
         return
 
 
+async def _close_parts(stream: AsyncEventStream, http: httpx.AsyncClient | None) -> None:
+    """Close the stream, then the HTTP pool (``None``: one passed in, not ours to close)."""
+    await stream.close()
+    if http is not None:
+        await http.aclose()
+
+
 def _close_abandoned(stream: AsyncEventStream, http: httpx.AsyncClient | None) -> None:
     """Finalizer of a client's shared state: close what nobody closed, soon and elsewhere."""
-    if stream.closed:
-        return
-
-    async def close() -> None:
-        await stream.close()
-        if http is not None:
-            await http.aclose()
-
-    stream.close_soon(close)
+    if not stream.closed:
+        stream.close_soon(functools.partial(_close_parts, stream, http))
 
 
 def _outcome_error(state: RetryCallState) -> BaseException | None:

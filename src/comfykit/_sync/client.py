@@ -268,9 +268,7 @@ class ComfyClient(GenerateMixin):
         if shared.closed:
             return
         shared.closed = True
-        shared.stream.close()
-        if shared.owns_http:
-            shared.http.close()
+        _close_parts(shared.stream, shared.http if shared.owns_http else None)
 
     def __enter__(self) -> ComfyClient:
         return self
@@ -753,17 +751,17 @@ def _reconcile_through(
         return
 
 
+def _close_parts(stream: EventStream, http: httpx.Client | None) -> None:
+    """Close the stream, then the HTTP pool (``None``: one passed in, not ours to close)."""
+    stream.close()
+    if http is not None:
+        http.close()
+
+
 def _close_abandoned(stream: EventStream, http: httpx.Client | None) -> None:
     """Finalizer of a client's shared state: close what nobody closed, soon and elsewhere."""
-    if stream.closed:
-        return
-
-    def close() -> None:
-        stream.close()
-        if http is not None:
-            http.close()
-
-    stream.close_soon(close)
+    if not stream.closed:
+        stream.close_soon(functools.partial(_close_parts, stream, http))
 
 
 def _outcome_error(state: RetryCallState) -> BaseException | None:
