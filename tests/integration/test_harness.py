@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import signal
 import socket
@@ -100,17 +101,16 @@ def test_random_checkpoint_txt2img(comfyui_url: str, comfyui_server: ComfyUIServ
 def test_serve_stops_and_removes_its_files_on_sigterm(
     comfyui_server: ComfyUIServer | None,
 ) -> None:
-    """``python -m comfykit.testing serve`` killed with SIGTERM cleans up as Ctrl-C does."""
+    """``python -m comfykit.testing serve`` killed with SIGTERM cleans up as Ctrl-C does;
+    ``--cpus`` pins every thread of the ComfyUI process it starts."""
     if comfyui_server is None:
         pytest.skip("needs the harness (starts a server of its own)")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with subprocess.Popen(
-        [sys.executable, "-m", "comfykit.testing", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as proc:
+    cpu = min(os.sched_getaffinity(0))
+    serve = [sys.executable, "-m", "comfykit.testing", "serve", "--port", str(port)]
+    with subprocess.Popen([*serve, "--cpus", str(cpu)], stdout=subprocess.PIPE, text=True) as proc:
         try:
             assert proc.stdout is not None
             line = proc.stdout.readline()
@@ -118,6 +118,11 @@ def test_serve_stops_and_removes_its_files_on_sigterm(
             assert match, line
             url, base_dir = match.group(1), Path(match.group(2))
             assert httpx.get(url + "/system_stats", timeout=10).status_code == 200
+            (comfyui_pid,) = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            threads = list(Path(f"/proc/{comfyui_pid}/task").iterdir())
+            assert len(threads) > 1  # ComfyUI's event loop and its prompt worker, at least
+            pinned = {frozenset(os.sched_getaffinity(int(t.name))) for t in threads}
+            assert pinned == {frozenset({cpu})}
             assert base_dir.is_dir()
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=60) == 0

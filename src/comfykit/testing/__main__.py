@@ -11,6 +11,22 @@ from comfykit.testing._env import ensure_comfyui_env
 from comfykit.testing._server import ComfyUIServer
 
 
+def cpu_list(text: str) -> frozenset[int]:
+    """Parse a CPU list as ``taskset -c`` writes it: ``0``, ``0,2``, ``1-3``."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            first, dash, last = part.strip().partition("-")
+            cpus.update(range(int(first), int(last if dash else first) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a CPU list such as 0 or 0,2 or 1-3"
+        ) from None
+    if not cpus or min(cpus) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a CPU list such as 0 or 0,2 or 1-3")
+    return frozenset(cpus)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m comfykit.testing``."""
     parser = argparse.ArgumentParser(prog="python -m comfykit.testing")
@@ -19,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run a local CPU ComfyUI until Ctrl-C")
     serve.add_argument("--port", type=int, default=8188)
     serve.add_argument("--preview-method", default=None)
+    serve.add_argument(
+        "--cpus",
+        type=cpu_list,
+        default=None,
+        help="pin the server to these CPUs (Linux), e.g. 0 or 0,2 or 1-3",
+    )
     args = parser.parse_args(argv)
     if args.cmd == "setup":
         env = ensure_comfyui_env()
@@ -26,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # SIGTERM (``kill``) stops the server and removes its files, as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(0))
-    with ComfyUIServer(port=args.port, preview_method=args.preview_method) as server:
+    try:
+        server = ComfyUIServer(port=args.port, preview_method=args.preview_method, cpus=args.cpus)
+    except ValueError as exc:
+        parser.error(str(exc))
+    with server:
         sys.stdout.write(
             f"ComfyUI is running at {server.url}, files in {server.base_dir} (Ctrl-C stops it)\n"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -15,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -38,9 +39,31 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask Linux to SIGTERM the server if the process that started it dies (no orphans)."""
+def _check_cpus(cpus: Iterable[int] | None) -> frozenset[int] | None:
+    """The CPU set for the server's affinity, or a ``ValueError`` naming what is wrong with it."""
+    if cpus is None:
+        return None
+    chosen = frozenset(cpus)
+    if not chosen:
+        raise ValueError("cpus: give at least one CPU number, or None for no pinning")
+    if not hasattr(os, "sched_getaffinity"):
+        raise ValueError(f"cpus={sorted(chosen)}: pinning needs Linux (os.sched_setaffinity)")
+    available = os.sched_getaffinity(0)
+    missing = chosen - available
+    if missing:
+        raise ValueError(
+            f"cpus: {sorted(missing)} not available to this process"
+            f" (available: {sorted(available)})"
+        )
+    return chosen
+
+
+def _child_setup(cpus: frozenset[int] | None) -> None:  # pragma: no cover - runs in the child
+    """Between fork and exec: pin the server to ``cpus`` (its threads inherit it), and ask
+    Linux to SIGTERM it if the process that started it dies (no orphans)."""
     os.setsid()
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
     with contextlib.suppress(Exception):
         import ctypes
 
@@ -65,6 +88,9 @@ class ComfyUIServer:
         checkpoint: link the random-weight SD1.5 checkpoint into ``models/checkpoints``.
         extra_args: more command-line flags for ``main.py``.
         startup_timeout: seconds to wait for the server to answer.
+        cpus: pin the server (every thread of it) to these CPU numbers (Linux), e.g. ``{0}``
+            to keep it off the cores a benchmark's client runs on; ``None`` (the default)
+            leaves placement to the OS. ``ValueError`` if a CPU is not available.
     """
 
     def __init__(
@@ -79,7 +105,9 @@ class ComfyUIServer:
         checkpoint: bool = True,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 180.0,
+        cpus: Iterable[int] | None = None,
     ) -> None:
+        self.cpus = _check_cpus(cpus)
         self._env = env
         self._own_base = base_dir is None
         self.base_dir = Path(base_dir) if base_dir is not None else None
@@ -180,7 +208,11 @@ class ComfyUIServer:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            preexec_fn=(  # noqa: PLW1509
+                functools.partial(_child_setup, self.cpus)
+                if sys.platform.startswith("linux")
+                else None
+            ),
             start_new_session=not sys.platform.startswith("linux"),
         )
         _LIVE.add(self)
