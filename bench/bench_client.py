@@ -17,6 +17,11 @@ the clients' order rotating from round to round to cancel drift:
   (threads sharing one ``ComfyClient``);
 * ``import comfykit`` time in a fresh interpreter, and that FastAPI, PIL and torch stay unloaded.
 
+Placement: by default (``--placement split``, Linux with 2+ CPUs, the benchmark's own server) the
+server is pinned to one CPU and the benchmark to the others, as if the server ran on a machine of
+its own. Sharing the cores (``--placement shared``) makes the server's own speed depend on how
+busy the client keeps its CPU, which is not the client's cost; both are reported in README.md.
+
     .venv/bin/python bench/bench_client.py                  # starts a ComfyUIServer
     .venv/bin/python bench/bench_client.py --url http://127.0.0.1:8188 --json out.json
     .venv/bin/python bench/bench_client.py --quick          # a smoke run
@@ -599,6 +604,28 @@ def machine() -> str:
     )
 
 
+def placement(mode: str, own_server: bool) -> dict[str, Any]:
+    """Where the server and the benchmark run: ``split`` pins the server to the first CPU this
+    process may use and the benchmark to the rest; ``shared`` pins nothing."""
+    if mode == "shared":
+        return {"mode": "shared", "server_cpus": None, "client_cpus": None}
+    if not own_server:
+        raise SystemExit(
+            "--placement split needs the benchmark's own server; pin a server given with --url"
+            " yourself (e.g. taskset -c 0 ...) and pass --placement shared"
+        )
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        raise SystemExit("--placement split needs Linux and 2+ CPUs; use --placement shared")
+    cpus = sorted(os.sched_getaffinity(0))
+    return {"mode": "split", "server_cpus": cpus[:1], "client_cpus": cpus[1:]}
+
+
+def describe_placement(where: dict[str, Any]) -> str:
+    if where["mode"] == "shared":
+        return "shared (server and benchmark on any CPU)"
+    return f"split (server on CPU {where['server_cpus']}, benchmark on CPUs {where['client_cpus']})"
+
+
 def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -620,23 +647,45 @@ def main(argv: list[str] | None = None) -> int:
         default=[1, 8, 32, 64],
         help="jobs in flight, comma separated",
     )
+    parser.add_argument(
+        "--placement",
+        choices=("split", "shared"),
+        default=None,
+        help=(
+            "split: the server on one CPU, the benchmark on the others (default with the"
+            " benchmark's own server on Linux with 2+ CPUs); shared: no pinning (default"
+            " with --url)"
+        ),
+    )
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
     parser.add_argument("--json", dest="json_path", help="also write the results to this file")
     args = parser.parse_args(argv)
     if args.quick:
         args.sequential, args.warmup, args.jobs, args.rounds = 20, 3, 32, 1
 
-    imports = measure_import()
-    if args.url:
-        results = asyncio.run(bench(args.url.rstrip("/"), args))
-    else:
+    if args.placement is None:
+        can_split = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2
+        args.placement = "split" if can_split and not args.url else "shared"
+    where = placement(args.placement, own_server=not args.url)
+    server = None
+    if not args.url:
         from comfykit.testing import ComfyUIServer
 
-        log("starting a ComfyUI server")
-        with ComfyUIServer(test_nodes=False, checkpoint=False) as server:
+        # made (its CPUs checked) while this process may still use every CPU
+        server = ComfyUIServer(test_nodes=False, checkpoint=False, cpus=where["server_cpus"])
+    if where["client_cpus"] is not None:
+        # before any thread starts, so that every thread of the benchmark inherits it
+        os.sched_setaffinity(0, where["client_cpus"])
+    imports = measure_import()
+    if server is None:
+        results = asyncio.run(bench(args.url.rstrip("/"), args))
+    else:
+        log(f"starting a ComfyUI server (placement: {describe_placement(where)})")
+        with server:
             results = asyncio.run(bench(server.url, args))
     results["import"] = imports
     results["machine"] = machine()
+    results["placement"] = where
     results["config"] = {
         "sequential": args.sequential,
         "warmup": args.warmup,
@@ -645,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
         "levels": args.levels,
         "graph": "EmptyImage 64x64 -> ImageInvert -> SaveImage (colour varies per job)",
     }
-    print(f"\nMachine: {results['machine']}\n")
+    print(f"\nMachine: {results['machine']}; placement: {describe_placement(where)}\n")
     print(table(results))
     if args.json_path:
         with open(args.json_path, "w", encoding="utf-8") as fh:

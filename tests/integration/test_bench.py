@@ -39,3 +39,15 @@ def test_quick_benchmark_run_measures_every_client(comfyui_url: str, tmp_path: P
     assert "| sequential latency p50 (ms) |" in done.stdout
     assert "throughput, 8 in flight" in done.stdout
     assert "raw *sync* client" in done.stdout
+
+
+def test_split_placement_needs_the_benchmarks_own_server() -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--url", "http://127.0.0.1:9", "--placement", "split"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "--placement split needs the benchmark's own server" in done.stderr
