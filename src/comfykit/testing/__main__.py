@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
@@ -14,17 +15,13 @@ from comfykit.testing._server import ComfyUIServer
 def cpu_list(text: str) -> frozenset[int]:
     """Parse a CPU list as ``taskset -c`` writes it: ``0``, ``0,2``, ``1-3``."""
     cpus: set[int] = set()
-    try:
+    with contextlib.suppress(ValueError):
         for part in text.split(","):
             first, dash, last = part.strip().partition("-")
             cpus.update(range(int(first), int(last if dash else first) + 1))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a CPU list such as 0 or 0,2 or 1-3"
-        ) from None
-    if not cpus or min(cpus) < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a CPU list such as 0 or 0,2 or 1-3")
-    return frozenset(cpus)
+        if cpus and min(cpus) >= 0:
+            return frozenset(cpus)
+    raise argparse.ArgumentTypeError(f"{text!r} is not a CPU list such as 0 or 0,2 or 1-3")
 
 
 def main(argv: list[str] | None = None) -> int:
