@@ -604,9 +604,13 @@ def machine() -> str:
     )
 
 
-def placement(mode: str, own_server: bool) -> dict[str, Any]:
+def placement(mode: str | None, own_server: bool) -> dict[str, Any]:
     """Where the server and the benchmark run: ``split`` pins the server to the first CPU this
-    process may use and the benchmark to the rest; ``shared`` pins nothing."""
+    process may use and the benchmark to the rest; ``shared`` pins nothing; ``None`` is split
+    where it can be (the benchmark's own server, Linux, 2+ CPUs), else shared."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if mode is None:
+        mode = "split" if own_server and len(cpus) >= 2 else "shared"
     if mode == "shared":
         return {"mode": "shared", "server_cpus": None, "client_cpus": None}
     if not own_server:
@@ -614,9 +618,8 @@ def placement(mode: str, own_server: bool) -> dict[str, Any]:
             "--placement split needs the benchmark's own server; pin a server given with --url"
             " yourself (e.g. taskset -c 0 ...) and pass --placement shared"
         )
-    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+    if len(cpus) < 2:
         raise SystemExit("--placement split needs Linux and 2+ CPUs; use --placement shared")
-    cpus = sorted(os.sched_getaffinity(0))
     return {"mode": "split", "server_cpus": cpus[:1], "client_cpus": cpus[1:]}
 
 
@@ -663,9 +666,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.sequential, args.warmup, args.jobs, args.rounds = 20, 3, 32, 1
 
-    if args.placement is None:
-        can_split = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2
-        args.placement = "split" if can_split and not args.url else "shared"
     where = placement(args.placement, own_server=not args.url)
     server = None
     if not args.url:
