@@ -59,12 +59,12 @@ def main(argv: list[str] | None = None) -> int:
             width, height = args.width, args.height
             print(f"generated {start.files[0].filename} (seed {start.seed})")
 
-        redone = comfy.img2img(source, args.prompt, denoise=args.denoise, steps=args.steps)
+        redone = comfy.img2img(args.prompt, source, denoise=args.denoise, steps=args.steps)
         for path in redone.save(OUT, prefix="img2img"):
             print(f"img2img: wrote {path} {redone.images[0].size}")
 
         inpainted = comfy.inpaint(
-            redone.files[0], circle_mask(width, height), "a full moon", steps=args.steps
+            "a full moon", redone.files[0], circle_mask(width, height), steps=args.steps
         )
         for path in inpainted.save(OUT, prefix="inpaint"):
             print(f"inpaint: wrote {path}")

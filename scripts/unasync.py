@@ -30,6 +30,8 @@ SUBS: list[tuple[str, str]] = [
     (r"\bAsyncResult\b", "Result"),
     (r"\bAsyncJob\b", "Job"),
     (r"\bAsyncGenerateMixin\b", "GenerateMixin"),
+    (r"\bAsyncClientCore\b", "ClientCore"),
+    (r"\bAsyncJobContext\b", "JobContext"),
     (r"\bAsyncRetrying\b", "Retrying"),
     (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
     (r"\bhttpx\.AsyncBaseTransport\b", "httpx.BaseTransport"),

@@ -30,7 +30,6 @@ __all__ = [
 DEFAULT_URL: Final = "http://127.0.0.1:8188"
 #: 30 s per request, 5 s to connect. Jobs have their own ``timeout`` on ``result()``.
 DEFAULT_TIMEOUT: Final = httpx.Timeout(30.0, connect=5.0)
-RETRY_STATUSES: Final = frozenset({408, 429, 502, 503, 504})
 
 
 class NotGiven:

@@ -24,6 +24,8 @@ __all__ = [
     "JobError",
     "JobInterrupted",
     "JobLost",
+    "JobTimeoutError",
+    "NodeProblem",
     "NodeValidationError",
     "NotFoundError",
     "PromptValidationError",
@@ -43,6 +45,25 @@ class ComfyConnectionError(ComfyError):
 
 class ComfyTimeoutError(ComfyConnectionError):
     """A request or a job did not finish within its timeout."""
+
+
+class JobTimeoutError(ComfyTimeoutError):
+    """A job did not finish within the time its caller waited.
+
+    The job itself goes on unless it was cancelled: ``job`` is its handle (``await
+    err.job.cancel()``, or ``err.job.result()`` to wait again).
+
+    Attributes:
+        prompt_id: the job's prompt id.
+        job: the job handle (``AsyncJob`` or ``Job``).
+        cancelled: True when the job was cancelled on the server because of the timeout.
+    """
+
+    def __init__(self, message: str, *, prompt_id: str, job: Any, cancelled: bool) -> None:
+        super().__init__(message)
+        self.prompt_id = prompt_id
+        self.job = job
+        self.cancelled = cancelled
 
 
 class APIStatusError(ComfyError):
@@ -86,8 +107,12 @@ class InputError(ComfyError, ValueError):
 
 
 @dataclass(frozen=True)
-class NodeValidationError:
-    """One problem the server found with one input of one node (an entry of ``node_errors``)."""
+class NodeProblem:
+    """One problem the server found with one input of one node (an entry of ``node_errors``).
+
+    A record, not an exception: :class:`PromptValidationError` carries a list of them, and a job
+    the server accepted in part lists its dropped outputs' problems in ``job.node_errors``.
+    """
 
     node_id: str
     class_type: str
@@ -113,6 +138,10 @@ class NodeValidationError:
         return f"{where}: {text}"
 
 
+#: The former name of :class:`NodeProblem`, kept for code written against it.
+NodeValidationError = NodeProblem
+
+
 class PromptValidationError(APIStatusError):
     """``POST /prompt`` answered 400: the server rejected the graph.
 
@@ -130,7 +159,7 @@ class PromptValidationError(APIStatusError):
         error_type: str,
         error_message: str,
         details: str = "",
-        errors: Sequence[NodeValidationError] = (),
+        errors: Sequence[NodeProblem] = (),
         node_errors: Mapping[str, Any] | None = None,
         status_code: int = 400,
         body: object = None,
@@ -206,7 +235,15 @@ class JobError(ComfyError):
 
 
 class ExecutionError(JobError):
-    """A node raised while the server executed the prompt (``execution_error``)."""
+    """A node raised while the server executed the prompt (``execution_error``).
+
+    Attributes:
+        node_id, node_type: the node that raised.
+        exception_type, exception_message: what it raised.
+        traceback: the server-side traceback as one string.
+        traceback_lines: the same, as the list of lines the server sent.
+        executed: the nodes that had run before it.
+    """
 
     def __init__(
         self,
@@ -223,7 +260,8 @@ class ExecutionError(JobError):
         self.node_type = node_type
         self.exception_type = exception_type
         self.exception_message = exception_message
-        self.traceback = list(traceback)
+        self.traceback_lines = list(traceback)
+        self.traceback = "".join(self.traceback_lines)
         self.executed = list(executed)
         where = f"node {node_id} ({node_type})" if node_id else "the prompt"
         super().__init__(

@@ -14,7 +14,7 @@ from typing import IO, Any, Union
 from comfykit._exceptions import InputError
 from comfykit._types import FileRef
 
-__all__ = ["UPLOAD_TYPES", "FileInput", "file_ref", "read_upload", "upload_form"]
+__all__ = ["UPLOAD_TYPES", "FileInput", "check_image", "file_ref", "read_upload", "upload_form"]
 
 UPLOAD_TYPES = ("input", "temp", "output")
 
@@ -22,17 +22,28 @@ UPLOAD_TYPES = ("input", "temp", "output")
 FileInput = Union[bytes, bytearray, memoryview, str, "os.PathLike[str]", IO[bytes], Any]
 
 
-def read_upload(data: FileInput, filename: str | None) -> tuple[bytes, str]:
-    """Return the bytes to upload and the file name to store them under."""
+def read_upload(
+    data: FileInput, filename: str | None, *, argument: str = "data_or_path"
+) -> tuple[bytes, str]:
+    """Return the bytes to upload and the file name to store them under.
+
+    The content must be an image Pillow can read (its header is decoded here, so a text file
+    named ``.png`` is refused before anything is sent); errors name ``argument``.
+    """
+    what = "the bytes given"
     if isinstance(data, (bytes, bytearray, memoryview)):
         content = bytes(data)
         name = filename or f"comfykit-{uuid.uuid4().hex[:12]}{_sniff_ext(content)}"
     elif isinstance(data, (str, os.PathLike)):
         path = Path(data)
         if not path.is_file():
-            raise InputError(f"upload: no such file: {path}")
-        content = path.read_bytes()
+            raise InputError(f"{argument}: no such file: {path}")
+        try:
+            content = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{argument}: cannot read {path}: {exc.strerror or exc}") from exc
         name = filename or path.name
+        what = str(path)
     elif hasattr(data, "save") and hasattr(data, "mode") and hasattr(data, "size"):
         buf = io.BytesIO()
         data.save(buf, format="PNG")
@@ -41,20 +52,36 @@ def read_upload(data: FileInput, filename: str | None) -> tuple[bytes, str]:
     elif hasattr(data, "read"):
         raw = data.read()
         if not isinstance(raw, (bytes, bytearray)):
-            raise InputError("upload: file objects must be opened in binary mode")
+            raise InputError(f"{argument}: file objects must be opened in binary mode")
         content = bytes(raw)
         fallback = Path(str(getattr(data, "name", ""))).name or None
         name = filename or fallback or f"comfykit-{uuid.uuid4().hex[:12]}{_sniff_ext(content)}"
+        what = fallback or "the file object given"
     else:
         raise InputError(
-            "upload: expected bytes, a path, a binary file or a PIL image, "
+            f"{argument}: expected bytes, a path, a binary file or a PIL image, "
             f"not {type(data).__name__}"
         )
     if not content:
-        raise InputError("upload: the file is empty")
+        raise InputError(f"{argument}: {what} is empty")
     if "/" in name or "\\" in name or name in ("", ".", ".."):
-        raise InputError(f"upload: filename must be a plain name (use subfolder=), got {name!r}")
+        raise InputError(f"filename must be a plain name (use subfolder=), got {name!r}")
+    check_image(content, f"{argument}: {what}")
     return content, name
+
+
+def check_image(content: bytes, what: str) -> None:
+    """Raise :class:`~comfykit.InputError` unless Pillow can read ``content``'s image header."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(content)) as img:
+            img.size  # noqa: B018 - the header is parsed by open(); size proves it
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        kind = "not an image Pillow can read" if isinstance(exc, UnidentifiedImageError) else (
+            f"not a readable image ({exc})"
+        )
+        raise InputError(f"{what} is {kind}") from None
 
 
 def _sniff_ext(content: bytes) -> str:

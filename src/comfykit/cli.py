@@ -133,7 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="directory the files are written to (created; never overwrites; default: .)",
     )
-    job.add_argument("--timeout", type=float, default=None, help="seconds to wait for the job")
+    job.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for the job; then it is cancelled on the server",
+    )
+    job.add_argument(
+        "--keep-on-timeout",
+        action="store_true",
+        help="leave the job running on the server when --timeout runs out",
+    )
     job.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -351,6 +361,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             seed=args.seed,
             batch_size=args.batch_size,
             timeout=args.timeout,
+            cancel_on_timeout=not args.keep_on_timeout,
             progress=_want_progress(args),
         )
         paths = result.save(args.output_dir)
@@ -488,14 +499,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _follow(job: Job, args: argparse.Namespace) -> Any:
-    from comfykit.generation import ProgressReporter
+    from comfykit._progress import ProgressReporter
 
     reporter = ProgressReporter(bar=_want_progress(args), description="run")
+    cancel = not args.keep_on_timeout
     try:
         if reporter.active:
-            for event in job.events(timeout=args.timeout):
+            for event in job.events(timeout=args.timeout, cancel_on_timeout=cancel):
                 reporter(event)
-        return job.result(timeout=args.timeout)
+        return job.result(timeout=args.timeout, cancel_on_timeout=cancel)
     finally:
         reporter.close()
 

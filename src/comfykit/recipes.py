@@ -15,68 +15,71 @@ Node titles are stable and can be used with ``wf.node(title)``: ``Checkpoint``, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from comfykit._exceptions import InputError
 from comfykit.graph import NodeOutput, Workflow
 
 if TYPE_CHECKING:
-    from comfykit.generation import GenerationRequest
+    from typing_extensions import Unpack
+
+    from comfykit.generation import GenerationRequest, ImageSizeOptions, SamplingOptions
     from comfykit.graph import NodeCatalog
 
 __all__ = ["from_request", "img2img", "inpaint", "txt2img", "upscale", "upscale_size"]
 
 
+def _request(prompt: str, model: str, options: Mapping[str, Any]) -> GenerationRequest:
+    """The options validated with their defaults (a recipe without a seed uses 0)."""
+    from comfykit.generation import GenerationRequest
+
+    request = GenerationRequest.build(prompt=prompt, model=model, **options)
+    return request if request.seed is not None else request.model_copy(update={"seed": 0})
+
+
 def _sampling(
     wf: Workflow,
+    request: GenerationRequest,
     *,
-    prompt: str,
-    negative_prompt: str,
-    model: str,
-    latent: NodeOutput | None,
-    width: int,
-    height: int,
-    batch_size: int,
-    steps: int,
-    cfg_scale: float,
-    sampler: str,
-    scheduler: str,
-    seed: int,
-    denoise: float,
     filename_prefix: str,
     pixels: NodeOutput | None = None,
     mask: NodeOutput | None = None,
 ) -> None:
-    ckpt = wf.add("CheckpointLoaderSimple", ckpt_name=model, title="Checkpoint")
-    pos = wf.add("CLIPTextEncode", text=prompt, clip=ckpt.out(1), title="Positive")
-    neg = wf.add("CLIPTextEncode", text=negative_prompt, clip=ckpt.out(1), title="Negative")
+    """Checkpoint, prompts, latent (empty, or ``pixels`` encoded and masked), sampler, decode,
+    save: the part every generating recipe shares."""
+    ckpt = wf.add("CheckpointLoaderSimple", ckpt_name=request.model, title="Checkpoint")
+    pos = wf.add("CLIPTextEncode", text=request.prompt, clip=ckpt.out(1), title="Positive")
+    neg = wf.add(
+        "CLIPTextEncode", text=request.negative_prompt, clip=ckpt.out(1), title="Negative"
+    )
     if pixels is not None:
-        encoded = wf.add("VAEEncode", pixels=pixels, vae=ckpt.out(2), title="Encode").out(0)
+        latent = wf.add("VAEEncode", pixels=pixels, vae=ckpt.out(2), title="Encode").out(0)
         if mask is not None:
-            encoded = wf.add(
-                "SetLatentNoiseMask", samples=encoded, mask=mask, title="Noise mask"
+            latent = wf.add(
+                "SetLatentNoiseMask", samples=latent, mask=mask, title="Noise mask"
             ).out(0)
-        if batch_size > 1:
-            encoded = wf.add(
-                "RepeatLatentBatch", samples=encoded, amount=batch_size, title="Batch"
+        if request.batch_size > 1:
+            latent = wf.add(
+                "RepeatLatentBatch", samples=latent, amount=request.batch_size, title="Batch"
             ).out(0)
-        latent = encoded
-    elif latent is None:
+    else:
         latent = wf.add(
-            "EmptyLatentImage", width=width, height=height, batch_size=batch_size, title="Latent"
-        ).out(0)
+            "EmptyLatentImage", width=request.width, height=request.height,
+            batch_size=request.batch_size, title="Latent",
+        ).out(0)  # fmt: skip
     sampled = wf.add(
         "KSampler",
         model=ckpt.out(0),
         positive=pos.out(0),
         negative=neg.out(0),
         latent_image=latent,
-        seed=seed,
-        steps=steps,
-        cfg=cfg_scale,
-        sampler_name=sampler,
-        scheduler=scheduler,
-        denoise=denoise,
+        seed=request.seed,
+        steps=request.steps,
+        cfg=request.cfg_scale,
+        sampler_name=request.sampler,
+        scheduler=request.scheduler,
+        denoise=request.denoise,
         title="Sampler",
     )
     decoded = wf.add("VAEDecode", samples=sampled.out(0), vae=ckpt.out(2), title="Decode")
@@ -87,28 +90,15 @@ def txt2img(
     *,
     prompt: str,
     model: str,
-    negative_prompt: str = "",
-    width: int = 512,
-    height: int = 512,
-    steps: int = 20,
-    cfg_scale: float = 7.0,
-    sampler: str = "euler",
-    scheduler: str = "normal",
-    seed: int = 0,
-    batch_size: int = 1,
     filename_prefix: str = "comfykit/txt2img",
     catalog: NodeCatalog | None = None,
+    **options: Unpack[ImageSizeOptions],
 ) -> Workflow:
     """Checkpoint → CLIP text encode (positive, negative) → empty latent → KSampler → VAE decode
-    → SaveImage."""
-    wf = Workflow(catalog)
-    _sampling(
-        wf, prompt=prompt, negative_prompt=negative_prompt, model=model, latent=None,
-        width=width, height=height, batch_size=batch_size, steps=steps, cfg_scale=cfg_scale,
-        sampler=sampler, scheduler=scheduler, seed=seed, denoise=1.0,
-        filename_prefix=filename_prefix,
-    )  # fmt: skip
-    return wf
+    → SaveImage. ``options`` are :class:`~comfykit.generation.ImageSizeOptions`, validated and
+    defaulted as :class:`~comfykit.GenerationRequest` does (seed 0 when not given)."""
+    request = _request(prompt, model, options)
+    return from_request(request, catalog=catalog, filename_prefix=filename_prefix)
 
 
 def img2img(
@@ -116,28 +106,15 @@ def img2img(
     image: str,
     prompt: str,
     model: str,
-    denoise: float = 0.75,
-    negative_prompt: str = "",
-    steps: int = 20,
-    cfg_scale: float = 7.0,
-    sampler: str = "euler",
-    scheduler: str = "normal",
-    seed: int = 0,
-    batch_size: int = 1,
     filename_prefix: str = "comfykit/img2img",
     catalog: NodeCatalog | None = None,
+    **options: Unpack[SamplingOptions],
 ) -> Workflow:
     """LoadImage (``image``: an uploaded file's ``ref``) → VAE encode → KSampler with ``denoise``
-    → VAE decode → SaveImage. The output has the input image's size."""
-    wf = Workflow(catalog)
-    loaded = wf.add("LoadImage", image=image, title="Image")
-    _sampling(
-        wf, prompt=prompt, negative_prompt=negative_prompt, model=model, latent=None,
-        width=0, height=0, batch_size=batch_size, steps=steps, cfg_scale=cfg_scale,
-        sampler=sampler, scheduler=scheduler, seed=seed, denoise=denoise,
-        filename_prefix=filename_prefix, pixels=loaded.out(0),
-    )  # fmt: skip
-    return wf
+    (default 0.75) → VAE decode → SaveImage. The output has the input image's size."""
+    options.setdefault("denoise", 0.75)
+    request = _request(prompt, model, options)
+    return from_request(request, image=image, catalog=catalog, filename_prefix=filename_prefix)
 
 
 def inpaint(
@@ -146,30 +123,24 @@ def inpaint(
     mask: str,
     prompt: str,
     model: str,
-    denoise: float = 1.0,
     mask_channel: str = "red",
-    negative_prompt: str = "",
-    steps: int = 20,
-    cfg_scale: float = 7.0,
-    sampler: str = "euler",
-    scheduler: str = "normal",
-    seed: int = 0,
-    batch_size: int = 1,
     filename_prefix: str = "comfykit/inpaint",
     catalog: NodeCatalog | None = None,
+    **options: Unpack[SamplingOptions],
 ) -> Workflow:
     """Repaint the masked part of ``image``: the mask image's ``mask_channel`` (white = repaint)
     becomes a latent noise mask, so this works with any checkpoint."""
-    wf = Workflow(catalog)
-    loaded = wf.add("LoadImage", image=image, title="Image")
-    mask_node = wf.add("LoadImageMask", image=mask, channel=mask_channel, title="Mask")
-    _sampling(
-        wf, prompt=prompt, negative_prompt=negative_prompt, model=model, latent=None,
-        width=0, height=0, batch_size=batch_size, steps=steps, cfg_scale=cfg_scale,
-        sampler=sampler, scheduler=scheduler, seed=seed, denoise=denoise,
-        filename_prefix=filename_prefix, pixels=loaded.out(0), mask=mask_node.out(0),
+    request = _request(prompt, model, options)
+    return from_request(
+        request, image=image, mask=mask, mask_channel=mask_channel, catalog=catalog,
+        filename_prefix=filename_prefix,
     )  # fmt: skip
-    return wf
+
+
+def check_mask_channel(mask_channel: str) -> None:
+    """Refuse a mask channel LoadImageMask does not have."""
+    if mask_channel not in ("alpha", "red", "green", "blue"):
+        raise InputError(f"mask_channel must be alpha, red, green or blue, not {mask_channel!r}")
 
 
 def upscale(
@@ -236,28 +207,22 @@ def from_request(
     mask: str | None = None,
     mask_channel: str = "red",
     catalog: NodeCatalog | None = None,
+    filename_prefix: str | None = None,
 ) -> Workflow:
     """The graph for a resolved request: txt2img, img2img with ``image``, inpaint with both."""
     if request.model is None or request.seed is None:
         raise InputError("from_request needs a resolved request (model and seed set)")
-    common: dict[str, Any] = {
-        "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt,
-        "model": request.model,
-        "steps": request.steps,
-        "cfg_scale": request.cfg_scale,
-        "sampler": request.sampler,
-        "scheduler": request.scheduler,
-        "seed": request.seed,
-        "batch_size": request.batch_size,
-        "catalog": catalog,
-    }
-    if image is None:
-        if mask is not None:
-            raise InputError("a mask needs an image to inpaint")
-        return txt2img(width=request.width, height=request.height, **common)
-    if mask is None:
-        return img2img(image=image, denoise=request.denoise, **common)
-    return inpaint(
-        image=image, mask=mask, mask_channel=mask_channel, denoise=request.denoise, **common
-    )
+    if image is None and mask is not None:
+        raise InputError("a mask needs an image to inpaint")
+    kind = "txt2img" if image is None else "img2img" if mask is None else "inpaint"
+    wf = Workflow(catalog)
+    pixels = wf.add("LoadImage", image=image, title="Image").out(0) if image else None
+    mask_out = None
+    if mask is not None:
+        check_mask_channel(mask_channel)
+        mask_out = wf.add("LoadImageMask", image=mask, channel=mask_channel, title="Mask").out(0)
+    _sampling(
+        wf, request, filename_prefix=filename_prefix or f"comfykit/{kind}", pixels=pixels,
+        mask=mask_out,
+    )  # fmt: skip
+    return wf

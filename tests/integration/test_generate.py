@@ -217,7 +217,7 @@ def test_unknown_sampler_scheduler_and_model_list_the_valid_ones(
     assert "unknown model 'sd15.safetensors'" in str(err.value)
     assert CHECKPOINT_NAME in str(err.value)
     with pytest.raises(InputError, match="sampler 'nope'"):
-        comfy.img2img(_png((64, 64)), "x", sampler="nope", steps=2)
+        comfy.img2img("x", _png((64, 64)), sampler="nope", steps=2)
     assert not [r for r in comfy.requests if r.startswith("POST")]  # nothing queued or uploaded
     assert _sent_by(comfyui_url, comfy) == []
 
@@ -252,11 +252,11 @@ def test_bad_generate_inputs_fail_before_anything_is_sent(
 def test_bad_image_call_inputs_fail_before_anything_is_sent(comfy: Comfy, comfyui_url: str) -> None:
     image = _png((64, 64))
     with pytest.raises(InputError, match=r"denoise: Input should be less than or equal to 1"):
-        comfy.img2img(image, "x", denoise=1.5)
+        comfy.img2img("x", image, denoise=1.5)
     with pytest.raises(InputError, match=r"steps: Input should be greater than or equal to 1"):
-        comfy.inpaint(image, image, "x", steps=0)
+        comfy.inpaint("x", image, image, steps=0)
     with pytest.raises(InputError, match=r"mask_channel must be alpha, red, green or blue"):
-        comfy.inpaint(image, image, "x", mask_channel="purple")
+        comfy.inpaint("x", image, image, mask_channel="purple")
     assert comfy.requests == []
     with pytest.raises(InputError, match=r"generate_batch: no prompts"):
         comfy.generate_batch([])
@@ -288,13 +288,13 @@ def test_bad_upscale_size_uploads_nothing(comfy: Comfy) -> None:
 
 def test_img2img_with_a_missing_file_name_fails_before_submitting(comfy: Comfy) -> None:
     with pytest.raises(InputError, match="neither a local file nor a file on the server"):
-        comfy.img2img("no-such-dir/phto.png", "a boat", steps=1)
+        comfy.img2img("a boat", "no-such-dir/phto.png", steps=1)
     assert "POST /prompt" not in comfy.requests
 
 
 def test_img2img_keeps_the_input_size(comfy: Comfy) -> None:
     source = Image.new("RGB", (96, 64), (30, 160, 90))
-    result = comfy.img2img(source, "a green field", denoise=0.5, steps=2, seed=_seed())
+    result = comfy.img2img("a green field", source, denoise=0.5, steps=2, seed=_seed())
     assert result.images[0].size == (96, 64)
     graph = _graph(result)
     assert graph.node("Image").class_type == "LoadImage"
@@ -306,9 +306,9 @@ def test_img2img_keeps_the_input_size(comfy: Comfy) -> None:
 def test_img2img_from_a_path_and_from_a_previous_result(comfy: Comfy, tmp_path: Path) -> None:
     path = tmp_path / "source.png"
     path.write_bytes(_png((72, 48)))
-    from_path = comfy.img2img(path, "a boat", steps=2, batch_size=2)
+    from_path = comfy.img2img("a boat", path, steps=2, batch_size=2)
     assert [img.size for img in from_path.images] == [(72, 48), (72, 48)]
-    chained = comfy.img2img(from_path.files[0], "a boat at night", steps=2)
+    chained = comfy.img2img("a boat at night", from_path.files[0], steps=2)
     assert chained.images[0].size == (72, 48)
     assert _graph(chained).node("Image").inputs["image"].endswith(" [output]")
     assert "POST /upload/image" in comfy.requests
@@ -330,7 +330,7 @@ def test_inpaint_with_a_mask(comfy: Comfy) -> None:
     image = Image.new("RGB", (64, 64), (30, 120, 200))
     mask = Image.new("RGB", (64, 64), (0, 0, 0))
     mask.paste((255, 255, 255), (16, 16, 48, 48))
-    result = comfy.inpaint(image, mask, "a red ball", steps=2, seed=_seed())
+    result = comfy.inpaint("a red ball", image, mask, steps=2, seed=_seed())
     assert result.images[0].size == (64, 64)
     graph = _graph(result)
     assert graph.node("Mask").class_type == "LoadImageMask"

@@ -50,6 +50,11 @@ EMPTY_QUEUE: dict[str, list[Any]] = {"queue_running": [], "queue_pending": []}
 
 Client = AsyncComfyClient | ComfyClient
 
+#: A real 1x1 PNG: uploads are checked by decoding their header first.
+TINY_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+
 
 async def call(value: Any) -> Any:
     """Await ``value`` when the async client returned a coroutine."""
@@ -59,8 +64,7 @@ async def call(value: Any) -> Any:
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """Retries without sleeping (``Retry-After`` still decides when it is sent)."""
-    monkeypatch.setattr("comfykit._async.client.backoff", lambda _attempt: 0.0)
-    monkeypatch.setattr("comfykit._sync.client.backoff", lambda _attempt: 0.0)
+    monkeypatch.setattr("comfykit._retry.backoff", lambda _attempt: 0.0)
 
 
 @pytest.fixture(params=["async", "sync"])
@@ -426,7 +430,7 @@ async def test_connection_refused_everywhere_is_a_comfy_connection_error(
             lambda: c.submit(GRAPH),
             lambda: c.download({"filename": "a.png"}),
             lambda: c.download({"filename": "a.png"}, tmp_path / "a.png"),
-            lambda: c.upload_image(b"\x89PNG", filename="a.png"),
+            lambda: c.upload_image(TINY_PNG, filename="a.png"),
         ):
             with pytest.raises(ComfyConnectionError) as info:
                 await call(operation())

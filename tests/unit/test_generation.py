@@ -70,10 +70,12 @@ def test_request_defaults() -> None:
         ("batch_size", 65, "batch_size: Input should be less than or equal to 64 (got 65)"),
         ("denoise", 1.01, "denoise: Input should be less than or equal to 1"),
         ("prompt", " \n", "prompt: must not be blank (got ' \\n')"),
-        ("prompt", "x" * 5001, "prompt: String should have at most 5000 characters"),
-        ("negative_prompt", "x" * 5001, "negative_prompt: String should have at most 5000"),
         ("width", "wide", "width: Input should be a valid integer"),
-        ("widht", 64, "widht: Extra inputs are not permitted (got 64)"),
+        ("width", "64", "width: Input should be a valid integer (got '64')"),
+        ("seed", True, "seed: Input should be a valid integer (got True)"),
+        ("steps", 2.0, "steps: Input should be a valid integer (got 2.0)"),
+        ("widht", 64, "widht: unknown option (did you mean width or height?) (got 64)"),
+        ("cfg", 5, "cfg: unknown option (did you mean cfg_scale?) (got 5)"),
     ],
 )
 def test_request_bounds_name_the_field(field: str, value: Any, message: str) -> None:
@@ -83,6 +85,16 @@ def test_request_bounds_name_the_field(field: str, value: Any, message: str) -> 
     assert str(err.value).startswith("invalid generation request: ")
     assert message in str(err.value)
     assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_the_sdk_sets_no_prompt_length_limit_and_cuts_long_values_in_messages() -> None:
+    long = "a fox " * 1000  # 6,000 characters: ComfyUI sets no limit, nor does the SDK
+    assert GenerationRequest.build(prompt=long).prompt == long
+    with pytest.raises(InputError) as err:
+        GenerationRequest.build(prompt=long, width=long)
+    text = str(err.value)
+    assert "width: Input should be a valid integer" in text
+    assert "(6002 characters)" in text and len(text) < 300
 
 
 def test_request_lists_every_bad_field() -> None:

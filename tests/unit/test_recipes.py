@@ -204,9 +204,8 @@ def test_a_catalog_rejects_bad_values_at_once_naming_the_node() -> None:
     assert problem.title == "Sampler" and problem.input_name == "sampler_name"
     with pytest.raises(WorkflowError, match="ckpt_name"):
         recipes.txt2img(prompt="x", model="other.safetensors", catalog=CATALOG)
-    wf = recipes.txt2img(prompt="x", model=MODEL, steps=0)  # no catalog: checked on validate
-    with pytest.raises(WorkflowError, match="steps"):
-        CATALOG.validate(wf)
+    with pytest.raises(InputError, match="steps: Input should be greater than or equal to 1"):
+        recipes.txt2img(prompt="x", model=MODEL, steps=0)  # options are checked without a catalog
 
 
 def test_recipes_can_be_edited_by_title() -> None:

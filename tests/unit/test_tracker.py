@@ -17,7 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comfykit._exceptions import ExecutionError, JobError, JobInterrupted, JobLost
-from comfykit._prompt import node_errors_from_body
 from comfykit._protocol.events import (
     Event,
     Executing,
@@ -29,6 +28,7 @@ from comfykit._protocol.events import (
     parse_event,
     parse_text,
 )
+from comfykit._protocol.prompt import node_errors_from_body
 from comfykit._protocol.tracker import JobStatus, JobTracker, Router, merge_outputs
 from comfykit._types import HistoryEntry
 from tests.recordings import FIXTURES
@@ -276,7 +276,8 @@ def test_raise_for_status_execution_error() -> None:
     assert err.exception_type == "RuntimeError"
     assert "Intentional sync execution error" in err.exception_message
     assert err.executed == ["1"]
-    assert err.traceback and "sync_error" in err.traceback[-1]
+    assert "sync_error" in err.traceback_lines[-1]
+    assert err.traceback.endswith(err.traceback_lines[-1])
     assert str(err).startswith("node 2 (TestSyncError) failed with RuntimeError: Intentional")
 
 

@@ -3,83 +3,45 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfykit._async import _backend as backend
+from comfykit._async._core import AsyncClientCore
 from comfykit._async.jobs import AsyncJob
 from comfykit._exceptions import ComfyError, InputError, NotFoundError
-from comfykit._protocol.events import PreviewImage, Progress
+from comfykit._images import BatchItem, BatchResult, GenerationResult, file_ref_of
+from comfykit._names import SAMPLER_ALIASES, resolve_choice, resolve_model
+from comfykit._progress import ProgressReporter
 from comfykit._types import FileRef
 from comfykit._uploads import FileInput, file_ref
-from comfykit.generation import (
-    SAMPLER_ALIASES,
-    BatchItem,
-    BatchResult,
-    GenerationRequest,
-    GenerationResult,
-    ProgressReporter,
-    file_ref_of,
-    resolve_choice,
-    resolve_model,
-)
+from comfykit.generation import GenerationRequest, split_options
 
 if TYPE_CHECKING:
-    import httpx
+    from typing_extensions import Unpack
 
-    from comfykit._prompt import PromptInput
-    from comfykit._types import UploadedFile
-    from comfykit.graph import NodeCatalog, Workflow
+    from comfykit.generation import (
+        BatchOptions,
+        GenerateOptions,
+        Img2ImgOptions,
+        InpaintOptions,
+        JobOptions,
+    )
+    from comfykit.graph import Workflow
 
 __all__ = ["AsyncGenerateMixin"]
 
-ProgressCallback = Callable[[Progress], None]
-PreviewCallback = Callable[[PreviewImage], None]
 ImageInput = FileInput | FileRef
 
 
-class AsyncGenerateMixin:
+class AsyncGenerateMixin(AsyncClientCore):
     """The high-level calls of the client: ``generate``, ``img2img``, ``inpaint``, ``upscale``,
-    ``generate_batch``. Each builds a :mod:`comfykit.recipes` graph and submits it."""
+    ``generate_batch``. Each builds a :mod:`comfykit.recipes` graph and submits it.
 
-    if TYPE_CHECKING:  # provided by the client class
-
-        async def catalog(self, *, refresh: bool = False) -> NodeCatalog: ...
-
-        async def models(self, folder: str | None = None) -> list[str]: ...
-
-        async def upload_image(
-            self,
-            data_or_path: FileInput,
-            *,
-            filename: str | None = None,
-            subfolder: str | None = None,
-            overwrite: bool = False,
-            type: str = "input",
-        ) -> UploadedFile: ...
-
-        async def _request(
-            self,
-            method: str,
-            path: str,
-            *,
-            params: Mapping[str, Any] | None = None,
-            stream: bool = False,
-        ) -> httpx.Response: ...
-
-        async def submit(
-            self,
-            prompt: PromptInput,
-            *,
-            params: Mapping[str, Any] | None = None,
-            validate: bool | None = None,
-            extra_data: Mapping[str, Any] | None = None,
-            front: bool = False,
-            number: float | None = None,
-            output_nodes: Sequence[str] | None = None,
-            prompt_id: str | None = None,
-        ) -> AsyncJob: ...
+    Their keywords are typed by the option sets of :mod:`comfykit.generation`; every option is
+    validated (:class:`~comfykit.GenerationRequest`) before anything is sent.
+    """
 
     async def resolve_request(self, request: GenerationRequest) -> GenerationRequest:
         """Fill in the seed and map model, sampler and scheduler onto what the server has."""
@@ -105,9 +67,9 @@ class AsyncGenerateMixin:
             update={"model": model, "sampler": sampler, "scheduler": scheduler}
         )
 
-    async def _image_ref(self, image: ImageInput) -> str:
+    async def _image_ref(self, image: ImageInput, argument: str) -> str:
         """A file already on the server (a ``FileRef``, or a ``"sub/name.png"`` string that is not
-        a local file) is used as it is; anything else is uploaded first."""
+        a local file) is used as it is; anything else is checked and uploaded first."""
         if isinstance(image, FileRef):
             return image.ref
         if isinstance(image, str) and not Path(image).is_file():
@@ -118,11 +80,14 @@ class AsyncGenerateMixin:
                 )
             except NotFoundError:
                 raise InputError(
-                    f"image {image!r} is neither a local file nor a file on the server"
+                    f"{argument}: {image!r} is neither a local file nor a file on the server"
                 ) from None
             await response.aclose()
             return ref.ref
-        uploaded = await self.upload_image(image, subfolder="comfykit")
+        uploaded = await self._upload(
+            "/upload/image", image, filename=None, subfolder="comfykit", overwrite=False,
+            type="input", original_ref=None, argument=argument,
+        )  # fmt: skip
         return uploaded.ref
 
     async def _run_recipe(
@@ -130,156 +95,92 @@ class AsyncGenerateMixin:
         workflow: Workflow,
         *,
         request: GenerationRequest | None,
-        timeout: float | None,
         kind: str,
-        reporter: ProgressReporter | None = None,
+        job_options: JobOptions,
     ) -> GenerationResult:
+        reporter = ProgressReporter(
+            bar=job_options.get("progress", False),
+            on_progress=job_options.get("on_progress"),
+            on_preview=job_options.get("on_preview"),
+            description=kind,
+        )
         started = time.time()
         job = await self.submit(workflow, validate=True)
         return await _collect(
-            job, request=request, kind=kind, started=started, timeout=timeout, reporter=reporter
-        )
+            job, request=request, kind=kind, started=started, reporter=reporter,
+            timeout=job_options.get("timeout"),
+            cancel_on_timeout=job_options.get("cancel_on_timeout", False),
+        )  # fmt: skip
 
     async def _generate(
         self,
-        request: GenerationRequest,
-        *,
         kind: str,
-        timeout: float | None,
-        progress: bool,
-        on_progress: ProgressCallback | None,
-        on_preview: PreviewCallback | None,
+        prompt: Any,
+        options: Mapping[str, Any],
+        *,
         image: ImageInput | None = None,
         mask: ImageInput | None = None,
-        mask_channel: str = "red",
     ) -> GenerationResult:
         from comfykit import recipes
 
+        fields, job_options = split_options(options)
+        mask_channel = fields.pop("mask_channel", "red")
+        if kind != "txt2img":
+            _check_order(kind, prompt, image)
+            fields.setdefault("denoise", 0.75 if kind == "img2img" else 1.0)
+        if kind == "inpaint":
+            recipes.check_mask_channel(mask_channel)
+        request = GenerationRequest.build(prompt=prompt, **fields)
         resolved = await self.resolve_request(request)
-        image_ref = await self._image_ref(image) if image is not None else None
-        mask_ref = await self._image_ref(mask) if mask is not None else None
+        image_ref = await self._image_ref(image, "image") if image is not None else None
+        mask_ref = await self._image_ref(mask, "mask") if mask is not None else None
         workflow = recipes.from_request(
             resolved, image=image_ref, mask=mask_ref, mask_channel=mask_channel
         )
-        reporter = ProgressReporter(
-            bar=progress, on_progress=on_progress, on_preview=on_preview, description=kind
-        )
         return await self._run_recipe(
-            workflow, request=resolved, timeout=timeout, kind=kind, reporter=reporter
+            workflow, request=resolved, kind=kind, job_options=job_options
         )
 
-    async def generate(
-        self,
-        prompt: str,
-        *,
-        negative_prompt: str = "",
-        model: str | None = None,
-        width: int = 512,
-        height: int = 512,
-        steps: int = 20,
-        cfg_scale: float = 7.0,
-        sampler: str = "euler",
-        scheduler: str = "normal",
-        seed: int | None = None,
-        batch_size: int = 1,
-        timeout: float | None = None,
-        progress: bool = False,
-        on_progress: ProgressCallback | None = None,
-        on_preview: PreviewCallback | None = None,
-    ) -> GenerationResult:
-        """Text to image. Every argument is validated before anything is sent."""
-        request = GenerationRequest.build(
-            prompt=prompt, negative_prompt=negative_prompt, model=model, width=width,
-            height=height, steps=steps, cfg_scale=cfg_scale, sampler=sampler,
-            scheduler=scheduler, seed=seed, batch_size=batch_size,
-        )  # fmt: skip
-        return await self.generate_request(
-            request, timeout=timeout, progress=progress, on_progress=on_progress,
-            on_preview=on_preview,
-        )  # fmt: skip
+    async def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResult:
+        """Text to image.
+
+        ``options`` (:class:`~comfykit.generation.GenerateOptions`): ``negative_prompt``,
+        ``model``, ``width``, ``height``, ``steps``, ``cfg_scale``, ``sampler``, ``scheduler``,
+        ``seed``, ``batch_size``, ``denoise``, with the defaults and bounds of
+        :class:`~comfykit.GenerationRequest`; and ``timeout``, ``cancel_on_timeout``,
+        ``progress``, ``on_progress``, ``on_preview`` (:class:`~comfykit.generation.JobOptions`).
+        Every option is validated before anything is sent; an unknown one is an
+        :class:`~comfykit.InputError` naming it.
+        """
+        return await self._generate("txt2img", prompt, options)
 
     async def generate_request(
-        self,
-        request: GenerationRequest,
-        *,
-        timeout: float | None = None,
-        progress: bool = False,
-        on_progress: ProgressCallback | None = None,
-        on_preview: PreviewCallback | None = None,
+        self, request: GenerationRequest, **job_options: Unpack[JobOptions]
     ) -> GenerationResult:
         """Run one validated :class:`GenerationRequest` (txt2img)."""
-        return await self._generate(
-            request, kind="txt2img", timeout=timeout, progress=progress,
-            on_progress=on_progress, on_preview=on_preview,
+        from comfykit import recipes
+
+        resolved = await self.resolve_request(request)
+        return await self._run_recipe(
+            recipes.from_request(resolved), request=resolved, kind="txt2img",
+            job_options=job_options,
         )  # fmt: skip
 
     async def img2img(
-        self,
-        image: ImageInput,
-        prompt: str,
-        *,
-        denoise: float = 0.75,
-        negative_prompt: str = "",
-        model: str | None = None,
-        steps: int = 20,
-        cfg_scale: float = 7.0,
-        sampler: str = "euler",
-        scheduler: str = "normal",
-        seed: int | None = None,
-        batch_size: int = 1,
-        timeout: float | None = None,
-        progress: bool = False,
-        on_progress: ProgressCallback | None = None,
-        on_preview: PreviewCallback | None = None,
+        self, prompt: str, image: ImageInput, **options: Unpack[Img2ImgOptions]
     ) -> GenerationResult:
         """Image to image: ``image`` (bytes, a local path, a PIL image, or a file already on the
-        server) is re-sampled with ``denoise`` (0 keeps it, 1 replaces it); the output keeps its
-        size."""
-        request = GenerationRequest.build(
-            prompt=prompt, negative_prompt=negative_prompt, model=model, steps=steps,
-            cfg_scale=cfg_scale, sampler=sampler, scheduler=scheduler, seed=seed,
-            batch_size=batch_size, denoise=denoise,
-        )  # fmt: skip
-        return await self._generate(
-            request, kind="img2img", image=image, timeout=timeout, progress=progress,
-            on_progress=on_progress, on_preview=on_preview,
-        )  # fmt: skip
+        server) is re-sampled with ``denoise`` (default 0.75; 0 keeps it, 1 replaces it); the
+        output keeps its size. The prompt comes first, as in :meth:`generate`; the other
+        options are those of :meth:`generate` without ``width`` and ``height``."""
+        return await self._generate("img2img", prompt, options, image=image)
 
     async def inpaint(
-        self,
-        image: ImageInput,
-        mask: ImageInput,
-        prompt: str,
-        *,
-        denoise: float = 1.0,
-        mask_channel: str = "red",
-        negative_prompt: str = "",
-        model: str | None = None,
-        steps: int = 20,
-        cfg_scale: float = 7.0,
-        sampler: str = "euler",
-        scheduler: str = "normal",
-        seed: int | None = None,
-        batch_size: int = 1,
-        timeout: float | None = None,
-        progress: bool = False,
-        on_progress: ProgressCallback | None = None,
-        on_preview: PreviewCallback | None = None,
+        self, prompt: str, image: ImageInput, mask: ImageInput, **options: Unpack[InpaintOptions]
     ) -> GenerationResult:
-        """Repaint where ``mask`` is white (its ``mask_channel``); the rest of ``image`` stays."""
-        if mask_channel not in ("alpha", "red", "green", "blue"):
-            raise InputError(
-                f"mask_channel must be alpha, red, green or blue, not {mask_channel!r}"
-            )
-        request = GenerationRequest.build(
-            prompt=prompt, negative_prompt=negative_prompt, model=model, steps=steps,
-            cfg_scale=cfg_scale, sampler=sampler, scheduler=scheduler, seed=seed,
-            batch_size=batch_size, denoise=denoise,
-        )  # fmt: skip
-        return await self._generate(
-            request, kind="inpaint", image=image, mask=mask, mask_channel=mask_channel,
-            timeout=timeout, progress=progress, on_progress=on_progress, on_preview=on_preview,
-        )  # fmt: skip
+        """Repaint where ``mask`` is white (its ``mask_channel``, default ``red``); the rest of
+        ``image`` stays. ``denoise`` defaults to 1; the other options are :meth:`img2img`'s."""
+        return await self._generate("inpaint", prompt, options, image=image, mask=mask)
 
     async def upscale(
         self,
@@ -290,9 +191,15 @@ class AsyncGenerateMixin:
         height: int | None = None,
         method: str = "lanczos",
         upscale_model: str | None = None,
-        timeout: float | None = None,
+        **job_options: Unpack[JobOptions],
     ) -> GenerationResult:
-        """Upscale an image (no model needed; or a named model from ``models/upscale_models``)."""
+        """Upscale an image (no model needed; or a named model from ``models/upscale_models``).
+
+        Without a model the image is scaled by ``scale_by`` (2 when neither it nor
+        ``width``/``height`` is given) or to ``width``×``height``; with ``upscale_model`` the
+        model's own factor applies, then ``scale_by`` or the size when given. ``job_options``
+        are :class:`~comfykit.generation.JobOptions` (timeout, progress, callbacks).
+        """
         from comfykit import recipes
 
         recipes.upscale_size(scale_by, width, height, upscale_model)  # fail before any I/O
@@ -310,7 +217,7 @@ class AsyncGenerateMixin:
             class_type="ImageScaleBy",
             input_name="upscale_method",
         )
-        ref = await self._image_ref(image)
+        ref = await self._image_ref(image, "image")
         workflow = recipes.upscale(
             image=ref,
             scale_by=scale_by,
@@ -319,45 +226,77 @@ class AsyncGenerateMixin:
             method=method,
             upscale_model=upscale_model,
         )
-        return await self._run_recipe(workflow, request=None, timeout=timeout, kind="upscale")
+        return await self._run_recipe(
+            workflow, request=None, kind="upscale", job_options=job_options
+        )
 
     async def generate_batch(
         self,
         prompts: str | Sequence[str | GenerationRequest | Mapping[str, Any]],
         *,
         seeds: Sequence[int] | None = None,
-        timeout: float | None = None,
-        **common: Any,
+        **common: Unpack[BatchOptions],
     ) -> BatchResult:
         """Many generations at once: all are queued, then collected in input order.
 
         ``prompts`` is a list of prompts (strings, dicts of :class:`GenerationRequest` fields, or
-        requests), or one prompt with ``seeds=[...]``. ``common`` fields apply to every item. An
-        item that fails (bad input, validation, execution) keeps its error in the
-        :class:`BatchResult`; the others still run.
+        requests), or one prompt with ``seeds=[...]``. ``common``
+        (:class:`~comfykit.generation.BatchOptions`) applies to every item and is validated
+        first: a bad shared option raises :class:`~comfykit.InputError` before anything is
+        sent. An item that fails (bad fields, validation, execution) keeps its error in the
+        :class:`BatchResult`; the others still run. ``progress=True`` shows a bar of finished
+        items.
         """
         from comfykit import recipes
 
-        batch = BatchResult(_batch_items(prompts, seeds, common))
+        fields, job_options = split_options(common)
+        GenerationRequest.build(prompt="-", **fields)  # the shared options, checked once
+        batch = BatchResult(_batch_items(prompts, seeds, fields))
+        bar = ProgressReporter.counter(
+            len(batch), "batch", enabled=job_options.get("progress", False)
+        )
         submitted: list[tuple[BatchItem, float, AsyncJob]] = []
-        for item in batch:
-            if item.request is None:
-                continue
-            try:
-                item.request = await self.resolve_request(item.request)
-                started = time.time()
-                job = await self.submit(recipes.from_request(item.request), validate=True)
-                submitted.append((item, started, job))
-            except ComfyError as exc:
-                item.error = exc
-        for item, started, job in submitted:
-            try:
-                item.result = await _collect(
-                    job, request=item.request, kind="txt2img", started=started, timeout=timeout
-                )
-            except ComfyError as exc:
-                item.error = exc
+        try:
+            for item in batch:
+                if item.request is None:
+                    bar.advance()
+                    continue
+                try:
+                    item.request = await self.resolve_request(item.request)
+                    started = time.time()
+                    job = await self.submit(recipes.from_request(item.request), validate=True)
+                    submitted.append((item, started, job))
+                except ComfyError as exc:
+                    item.error = exc
+                    bar.advance()
+            for item, started, job in submitted:
+                try:
+                    item.result = await _collect(
+                        job, request=item.request, kind="txt2img", started=started,
+                        timeout=job_options.get("timeout"),
+                        cancel_on_timeout=job_options.get("cancel_on_timeout", False),
+                    )  # fmt: skip
+                except ComfyError as exc:
+                    item.error = exc
+                bar.advance()
+        finally:
+            bar.close()
         return batch
+
+
+def _check_order(kind: str, prompt: Any, image: Any) -> None:
+    """Catch ``img2img(image, prompt)``: the prompt comes first."""
+    hint = f"the prompt comes first: comfy.{kind}('a red car', image, ...)"
+    if not isinstance(prompt, str):
+        raise InputError(
+            f"{kind}(prompt, image, ...): prompt must be text, got {type(prompt).__name__}; "
+            + hint
+        )
+    if isinstance(image, str) and not Path(image).is_file() and Path(prompt).is_file():
+        raise InputError(
+            f"{kind}(prompt, image, ...): prompt {prompt!r} is a local file and image "
+            f"{image!r} is not; {hint}"
+        )
 
 
 async def _collect(
@@ -367,24 +306,20 @@ async def _collect(
     kind: str,
     started: float,
     timeout: float | None,
+    cancel_on_timeout: bool = False,
     reporter: ProgressReporter | None = None,
 ) -> GenerationResult:
     """Wait for ``job`` (feeding ``reporter``) and wrap its outputs as a GenerationResult."""
     try:
         if reporter is not None and reporter.active:
-            async for event in job.events(timeout=timeout):
+            async for event in job.events(timeout=timeout, cancel_on_timeout=cancel_on_timeout):
                 reporter(event)
-        result = await job.result(timeout=timeout)
+        result = await job.result(timeout=timeout, cancel_on_timeout=cancel_on_timeout)
     finally:
         if reporter is not None:
             reporter.close()
     finished = time.time()
-    tracker = job._tracker
-    execution_ms = (
-        tracker.ended_at - tracker.started_at
-        if tracker.ended_at is not None and tracker.started_at is not None
-        else None
-    )
+    execution_ms = job.execution_ms
     metadata: dict[str, Any] = {
         "kind": kind,
         "workflow": job.prompt,

@@ -3,20 +3,52 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from comfykit._async import _backend as backend
 from comfykit._async.results import AsyncResult
 from comfykit._config import backoff
-from comfykit._exceptions import ComfyConnectionError, ComfyTimeoutError, NodeValidationError
+from comfykit._exceptions import (
+    ComfyConnectionError,
+    ComfyError,
+    ComfyTimeoutError,
+    JobTimeoutError,
+    NodeProblem,
+)
 from comfykit._protocol.events import Event
 from comfykit._protocol.tracker import JobStatus, JobTracker
-from comfykit._types import HistoryEntry, HistoryStatus
 
 if TYPE_CHECKING:
-    from comfykit._async.client import AsyncComfyClient
+    from comfykit._async._core import AsyncClientCore
+    from comfykit._async._stream import AsyncEventStream
+    from comfykit._types import HistoryEntry
 
-__all__ = ["AsyncJob"]
+__all__ = ["AsyncJob", "AsyncJobContext"]
+
+
+class AsyncJobContext(Protocol):
+    """What a job needs of its client: the socket, history, catch-up and cancel."""
+
+    @property
+    def client(self) -> AsyncClientCore:
+        """The client results download through."""
+
+    @property
+    def stream(self) -> AsyncEventStream:
+        """The client's WebSocket."""
+
+    @property
+    def use_ws(self) -> bool:
+        """False when the client polls instead of reading the WebSocket."""
+
+    async def history_entry(self, prompt_id: str) -> HistoryEntry | None:
+        """The prompt's history entry, if the server has one."""
+
+    async def reconcile(self, trackers: list[JobTracker]) -> None:
+        """Catch the trackers up from ``/queue`` and ``/history``."""
+
+    async def cancel(self, prompt_id: str) -> None:
+        """Dequeue the prompt, or interrupt it if it is running."""
 
 _HISTORY_RETRIES = 20
 _POLL_MAX = 1.0
@@ -35,15 +67,15 @@ class AsyncJob:
 
     def __init__(
         self,
-        client: AsyncComfyClient,
+        context: AsyncJobContext,
         tracker: JobTracker,
         prompt: dict[str, Any],
-        node_errors: list[NodeValidationError],
+        node_errors: list[NodeProblem],
         *,
         number: float | None = None,
         poll_only: bool = False,
     ) -> None:
-        self._client = client
+        self._context = context
         self._poll_only = poll_only
         self._tracker = tracker
         self.prompt = prompt
@@ -67,6 +99,11 @@ class AsyncJob:
         return self._tracker.done
 
     @property
+    def execution_ms(self) -> float | None:
+        """How long the server executed the prompt, once it has finished (from its events)."""
+        return self._tracker.execution_ms
+
+    @property
     def current_node(self) -> str | None:
         """The node executing now (from the WebSocket)."""
         return self._tracker.current_node
@@ -77,27 +114,20 @@ class AsyncJob:
     async def _step(self, until_new_event: int | None, deadline: float | None) -> None:
         """Advance the job by one step: read the socket, fetch history, or poll."""
         tracker = self._tracker
-        stream = self._client._shared.stream
+        context = self._context
+        stream = context.stream
         if tracker.needs_history:
-            entry = await self._client._history_entry(self.prompt_id)
+            entry = await context.history_entry(self.prompt_id)
             if entry is not None:
                 tracker.apply_history(entry)
                 return
             self._polls += 1
             if self._polls >= _HISTORY_RETRIES:
-                # The server said the entry is written but does not return it (evicted, or a
-                # server that never writes one): finish from what the events said.
-                status = "success" if tracker.status is JobStatus.SUCCEEDED else "error"
-                tracker.apply_history(
-                    HistoryEntry(
-                        outputs=tracker.outputs,
-                        status=HistoryStatus(status_str=status, completed=True),
-                    )
-                )
+                tracker.finish_from_events()
                 return
             await backend.sleep(min(0.05 * self._polls, 0.5))
             return
-        use_ws = self._client._use_ws and not self._poll_only
+        use_ws = context.use_ws and not self._poll_only
         if use_ws and stream.active:
 
             def ready() -> bool:
@@ -116,13 +146,13 @@ class AsyncJob:
             try:
                 if not await stream.ensure_connected():
                     # A first socket, or one open already, has not caught this job up.
-                    await self._client._reconcile([tracker])
+                    await context.reconcile([tracker])
                 return
             except ComfyTimeoutError:
                 raise
             except ComfyConnectionError:
                 pass
-        await self._client._reconcile([tracker])
+        await context.reconcile([tracker])
         if tracker.done or tracker.needs_history:
             return
         self._polls += 1
@@ -134,8 +164,15 @@ class AsyncJob:
     def _deadline(self, timeout: float | None) -> float | None:
         return None if timeout is None else backend.monotonic() + timeout
 
-    async def wait(self, timeout: float | None = None) -> JobStatus:
-        """Wait until the job is finished; return its status (never raises the job's error)."""
+    async def wait(
+        self, timeout: float | None = None, *, cancel_on_timeout: bool = False
+    ) -> JobStatus:
+        """Wait until the job is finished; return its status (never raises the job's error).
+
+        Raises:
+            JobTimeoutError: not finished within ``timeout`` seconds. The job goes on running
+                unless ``cancel_on_timeout``; the error carries it (``err.job``).
+        """
         deadline = self._deadline(timeout)
         try:
             while not self._tracker.done:
@@ -143,35 +180,59 @@ class AsyncJob:
                     raise ComfyTimeoutError("timed out")
                 await self._step(None, deadline)
         except ComfyTimeoutError as exc:
-            raise ComfyTimeoutError(
-                f"prompt {self.prompt_id} did not finish within {timeout} s "
-                f"(status: {self.status.value})"
-            ) from exc
+            raise await self._timed_out(timeout, cancel_on_timeout) from exc
         return self._tracker.status
 
-    async def result(self, timeout: float | None = None) -> AsyncResult:
+    async def _timed_out(self, timeout: float | None, cancel: bool) -> JobTimeoutError:
+        head = f"prompt {self.prompt_id} did not finish within {timeout} s"
+        if cancel:
+            try:
+                await self.cancel()
+            except ComfyError as exc:
+                message = f"{head}, and cancelling it failed ({exc}); it may still be running"
+                return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=False)
+            message = f"{head}; it was cancelled on the server"
+            return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=True)
+        message = (
+            f"{head} (status: {self.status.value}); it is still {self.status.value} on the "
+            "server: cancel it with err.job.cancel(), or wait again with err.job.result()"
+        )
+        return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=False)
+
+    async def result(
+        self, timeout: float | None = None, *, cancel_on_timeout: bool = False
+    ) -> AsyncResult:
         """Wait for the job and return its outputs.
 
         Raises:
             ExecutionError: a node failed.
             JobInterrupted: the job was interrupted or cancelled.
             JobLost: the job vanished from the server.
-            ComfyTimeoutError: not finished within ``timeout`` seconds.
+            JobTimeoutError: not finished within ``timeout`` seconds (a
+                :class:`~comfykit.ComfyTimeoutError` carrying the job; cancelled first when
+                ``cancel_on_timeout``).
             ComfyConnectionError: the server became unreachable.
         """
-        await self.wait(timeout)
+        await self.wait(timeout, cancel_on_timeout=cancel_on_timeout)
         tracker = self._tracker
         tracker.raise_for_status()
         return AsyncResult(
-            self._client,
+            self._context.client,
             prompt_id=self.prompt_id,
             outputs=tracker.outputs,
             history=tracker.history,
             cached_nodes=tracker.cached_nodes,
         )
 
-    async def events(self, timeout: float | None = None) -> AsyncIterator[Event]:
-        """This job's events as they arrive, from the first one; ends when the job is done."""
+    async def events(
+        self, timeout: float | None = None, *, cancel_on_timeout: bool = False
+    ) -> AsyncIterator[Event]:
+        """This job's events as they arrive, from the first one; ends when the job is done.
+
+        Raises:
+            JobTimeoutError: the job did not finish within ``timeout`` seconds (as
+                :meth:`result`).
+        """
         deadline = self._deadline(timeout)
         seen = 0
         tracker = self._tracker
@@ -182,14 +243,18 @@ class AsyncJob:
                 yield event
             if tracker.done:
                 return
-            await self._step(seen, deadline)
+            try:
+                if deadline is not None and backend.monotonic() >= deadline:
+                    raise ComfyTimeoutError("timed out")
+                await self._step(seen, deadline)
+            except ComfyTimeoutError as exc:
+                raise await self._timed_out(timeout, cancel_on_timeout) from exc
 
     async def cancel(self) -> None:
         """Remove the job from the queue if pending, or interrupt it (only it) if running."""
         tracker = self._tracker
         if tracker.done:
             return
-        tracker.cancel_requested = True
-        await self._client.delete_from_queue([self.prompt_id])
-        await self._client.interrupt(self.prompt_id)
-        await self._client._reconcile([tracker])
+        tracker.request_cancel()
+        await self._context.cancel(self.prompt_id)
+        await self._context.reconcile([tracker])

@@ -13,7 +13,7 @@ from comfykit._types import FileRef, HistoryEntry
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from comfykit._async.client import AsyncComfyClient
+    from comfykit._async._core import AsyncClientCore
 
 __all__ = ["AsyncOutputFile", "AsyncResult"]
 
@@ -28,14 +28,14 @@ class AsyncOutputFile(FileRef):
 
     node_id: str = ""
     key: str = "images"
-    _client: AsyncComfyClient | None = PrivateAttr(default=None)
+    _client: AsyncClientCore | None = PrivateAttr(default=None)
 
-    def bind(self, client: AsyncComfyClient) -> AsyncOutputFile:
+    def bind(self, client: AsyncClientCore) -> AsyncOutputFile:
         """Attach the client used by :meth:`read` and :meth:`save`."""
         self._client = client
         return self
 
-    def _require_client(self) -> AsyncComfyClient:
+    def _require_client(self) -> AsyncClientCore:
         if self._client is None:
             from comfykit._exceptions import InputError
 
@@ -77,7 +77,7 @@ class AsyncResult:
 
     def __init__(
         self,
-        client: AsyncComfyClient,
+        client: AsyncClientCore,
         *,
         prompt_id: str,
         outputs: dict[str, dict[str, Any]],

@@ -18,6 +18,7 @@ from comfykit._exceptions import (
     ExecutionError,
     JobError,
     JobInterrupted,
+    JobLost,
 )
 from comfykit._protocol.events import (
     Event,
@@ -35,7 +36,7 @@ from comfykit._protocol.events import (
     Status,
     parse_event,
 )
-from comfykit._types import HistoryEntry
+from comfykit._types import HistoryEntry, HistoryStatus
 
 __all__ = ["JobStatus", "JobTracker", "Router", "merge_outputs"]
 
@@ -138,6 +139,48 @@ class JobTracker:
                 self.status = JobStatus.SUCCEEDED if success else JobStatus.FAILED
         self.finished_executing = True
 
+    def mark_submitted(self) -> None:
+        """The server has the prompt (its submit returned): a catch-up may look for it."""
+        self.submitted = True
+
+    def request_cancel(self) -> None:
+        """A cancel was sent: if the prompt then vanishes unrun, it was cancelled, not lost."""
+        self.cancel_requested = True
+
+    def apply_queue(self, *, running: bool) -> None:
+        """A catch-up found the prompt in the server's queue (``running``: it is executing)."""
+        if running and self.status is JobStatus.QUEUED:
+            self.status = JobStatus.RUNNING
+
+    def apply_missing(self) -> None:
+        """A catch-up found the prompt neither queued nor in the history."""
+        if self.cancel_requested:
+            self.fail(
+                JobInterrupted(
+                    f"prompt {self.prompt_id} was cancelled before it ran",
+                    prompt_id=self.prompt_id,
+                ),
+                JobStatus.INTERRUPTED,
+            )
+        else:
+            self.fail(
+                JobLost(
+                    f"prompt {self.prompt_id} is neither queued nor in the history "
+                    "(was the server restarted?)",
+                    prompt_id=self.prompt_id,
+                )
+            )
+
+    def finish_from_events(self) -> None:
+        """The server said the history entry is written but does not return it (evicted, or a
+        server that never writes one): finish from what the events said."""
+        status = "success" if self.status is JobStatus.SUCCEEDED else "error"
+        self.apply_history(
+            HistoryEntry(
+                outputs=self.outputs, status=HistoryStatus(status_str=status, completed=True)
+            )
+        )
+
     def fail(self, error: ComfyError, status: JobStatus = JobStatus.LOST) -> None:
         """End the job locally (connection lost, vanished, cancelled while pending)."""
         if self.status.finished and self.error is None and self.history is not None:
@@ -150,6 +193,13 @@ class JobTracker:
     def needs_history(self) -> bool:
         """True when the server has written the history entry and it is not applied yet."""
         return self.finished_executing and self.history is None and self.error is None
+
+    @property
+    def execution_ms(self) -> float | None:
+        """Milliseconds from ``execution_start`` to the terminal event, when both were seen."""
+        if self.ended_at is None or self.started_at is None:
+            return None
+        return self.ended_at - self.started_at
 
     @property
     def done(self) -> bool:

@@ -4,20 +4,52 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from comfykit._sync import _backend as backend
 from comfykit._sync.results import Result
 from comfykit._config import backoff
-from comfykit._exceptions import ComfyConnectionError, ComfyTimeoutError, NodeValidationError
+from comfykit._exceptions import (
+    ComfyConnectionError,
+    ComfyError,
+    ComfyTimeoutError,
+    JobTimeoutError,
+    NodeProblem,
+)
 from comfykit._protocol.events import Event
 from comfykit._protocol.tracker import JobStatus, JobTracker
-from comfykit._types import HistoryEntry, HistoryStatus
 
 if TYPE_CHECKING:
-    from comfykit._sync.client import ComfyClient
+    from comfykit._sync._core import ClientCore
+    from comfykit._sync._stream import EventStream
+    from comfykit._types import HistoryEntry
 
-__all__ = ["Job"]
+__all__ = ["Job", "JobContext"]
+
+
+class JobContext(Protocol):
+    """What a job needs of its client: the socket, history, catch-up and cancel."""
+
+    @property
+    def client(self) -> ClientCore:
+        """The client results download through."""
+
+    @property
+    def stream(self) -> EventStream:
+        """The client's WebSocket."""
+
+    @property
+    def use_ws(self) -> bool:
+        """False when the client polls instead of reading the WebSocket."""
+
+    def history_entry(self, prompt_id: str) -> HistoryEntry | None:
+        """The prompt's history entry, if the server has one."""
+
+    def reconcile(self, trackers: list[JobTracker]) -> None:
+        """Catch the trackers up from ``/queue`` and ``/history``."""
+
+    def cancel(self, prompt_id: str) -> None:
+        """Dequeue the prompt, or interrupt it if it is running."""
 
 _HISTORY_RETRIES = 20
 _POLL_MAX = 1.0
@@ -36,15 +68,15 @@ class Job:
 
     def __init__(
         self,
-        client: ComfyClient,
+        context: JobContext,
         tracker: JobTracker,
         prompt: dict[str, Any],
-        node_errors: list[NodeValidationError],
+        node_errors: list[NodeProblem],
         *,
         number: float | None = None,
         poll_only: bool = False,
     ) -> None:
-        self._client = client
+        self._context = context
         self._poll_only = poll_only
         self._tracker = tracker
         self.prompt = prompt
@@ -68,6 +100,11 @@ class Job:
         return self._tracker.done
 
     @property
+    def execution_ms(self) -> float | None:
+        """How long the server executed the prompt, once it has finished (from its events)."""
+        return self._tracker.execution_ms
+
+    @property
     def current_node(self) -> str | None:
         """The node executing now (from the WebSocket)."""
         return self._tracker.current_node
@@ -78,27 +115,20 @@ class Job:
     def _step(self, until_new_event: int | None, deadline: float | None) -> None:
         """Advance the job by one step: read the socket, fetch history, or poll."""
         tracker = self._tracker
-        stream = self._client._shared.stream
+        context = self._context
+        stream = context.stream
         if tracker.needs_history:
-            entry = self._client._history_entry(self.prompt_id)
+            entry = context.history_entry(self.prompt_id)
             if entry is not None:
                 tracker.apply_history(entry)
                 return
             self._polls += 1
             if self._polls >= _HISTORY_RETRIES:
-                # The server said the entry is written but does not return it (evicted, or a
-                # server that never writes one): finish from what the events said.
-                status = "success" if tracker.status is JobStatus.SUCCEEDED else "error"
-                tracker.apply_history(
-                    HistoryEntry(
-                        outputs=tracker.outputs,
-                        status=HistoryStatus(status_str=status, completed=True),
-                    )
-                )
+                tracker.finish_from_events()
                 return
             backend.sleep(min(0.05 * self._polls, 0.5))
             return
-        use_ws = self._client._use_ws and not self._poll_only
+        use_ws = context.use_ws and not self._poll_only
         if use_ws and stream.active:
 
             def ready() -> bool:
@@ -117,13 +147,13 @@ class Job:
             try:
                 if not stream.ensure_connected():
                     # A first socket, or one open already, has not caught this job up.
-                    self._client._reconcile([tracker])
+                    context.reconcile([tracker])
                 return
             except ComfyTimeoutError:
                 raise
             except ComfyConnectionError:
                 pass
-        self._client._reconcile([tracker])
+        context.reconcile([tracker])
         if tracker.done or tracker.needs_history:
             return
         self._polls += 1
@@ -135,8 +165,15 @@ class Job:
     def _deadline(self, timeout: float | None) -> float | None:
         return None if timeout is None else backend.monotonic() + timeout
 
-    def wait(self, timeout: float | None = None) -> JobStatus:
-        """Wait until the job is finished; return its status (never raises the job's error)."""
+    def wait(
+        self, timeout: float | None = None, *, cancel_on_timeout: bool = False
+    ) -> JobStatus:
+        """Wait until the job is finished; return its status (never raises the job's error).
+
+        Raises:
+            JobTimeoutError: not finished within ``timeout`` seconds. The job goes on running
+                unless ``cancel_on_timeout``; the error carries it (``err.job``).
+        """
         deadline = self._deadline(timeout)
         try:
             while not self._tracker.done:
@@ -144,35 +181,59 @@ class Job:
                     raise ComfyTimeoutError("timed out")
                 self._step(None, deadline)
         except ComfyTimeoutError as exc:
-            raise ComfyTimeoutError(
-                f"prompt {self.prompt_id} did not finish within {timeout} s "
-                f"(status: {self.status.value})"
-            ) from exc
+            raise self._timed_out(timeout, cancel_on_timeout) from exc
         return self._tracker.status
 
-    def result(self, timeout: float | None = None) -> Result:
+    def _timed_out(self, timeout: float | None, cancel: bool) -> JobTimeoutError:
+        head = f"prompt {self.prompt_id} did not finish within {timeout} s"
+        if cancel:
+            try:
+                self.cancel()
+            except ComfyError as exc:
+                message = f"{head}, and cancelling it failed ({exc}); it may still be running"
+                return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=False)
+            message = f"{head}; it was cancelled on the server"
+            return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=True)
+        message = (
+            f"{head} (status: {self.status.value}); it is still {self.status.value} on the "
+            "server: cancel it with err.job.cancel(), or wait again with err.job.result()"
+        )
+        return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=False)
+
+    def result(
+        self, timeout: float | None = None, *, cancel_on_timeout: bool = False
+    ) -> Result:
         """Wait for the job and return its outputs.
 
         Raises:
             ExecutionError: a node failed.
             JobInterrupted: the job was interrupted or cancelled.
             JobLost: the job vanished from the server.
-            ComfyTimeoutError: not finished within ``timeout`` seconds.
+            JobTimeoutError: not finished within ``timeout`` seconds (a
+                :class:`~comfykit.ComfyTimeoutError` carrying the job; cancelled first when
+                ``cancel_on_timeout``).
             ComfyConnectionError: the server became unreachable.
         """
-        self.wait(timeout)
+        self.wait(timeout, cancel_on_timeout=cancel_on_timeout)
         tracker = self._tracker
         tracker.raise_for_status()
         return Result(
-            self._client,
+            self._context.client,
             prompt_id=self.prompt_id,
             outputs=tracker.outputs,
             history=tracker.history,
             cached_nodes=tracker.cached_nodes,
         )
 
-    def events(self, timeout: float | None = None) -> Iterator[Event]:
-        """This job's events as they arrive, from the first one; ends when the job is done."""
+    def events(
+        self, timeout: float | None = None, *, cancel_on_timeout: bool = False
+    ) -> Iterator[Event]:
+        """This job's events as they arrive, from the first one; ends when the job is done.
+
+        Raises:
+            JobTimeoutError: the job did not finish within ``timeout`` seconds (as
+                :meth:`result`).
+        """
         deadline = self._deadline(timeout)
         seen = 0
         tracker = self._tracker
@@ -183,14 +244,18 @@ class Job:
                 yield event
             if tracker.done:
                 return
-            self._step(seen, deadline)
+            try:
+                if deadline is not None and backend.monotonic() >= deadline:
+                    raise ComfyTimeoutError("timed out")
+                self._step(seen, deadline)
+            except ComfyTimeoutError as exc:
+                raise self._timed_out(timeout, cancel_on_timeout) from exc
 
     def cancel(self) -> None:
         """Remove the job from the queue if pending, or interrupt it (only it) if running."""
         tracker = self._tracker
         if tracker.done:
             return
-        tracker.cancel_requested = True
-        self._client.delete_from_queue([self.prompt_id])
-        self._client.interrupt(self.prompt_id)
-        self._client._reconcile([tracker])
+        tracker.request_cancel()
+        self._context.cancel(self.prompt_id)
+        self._context.reconcile([tracker])

@@ -14,7 +14,7 @@ from comfykit._types import FileRef, HistoryEntry
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-    from comfykit._sync.client import ComfyClient
+    from comfykit._sync._core import ClientCore
 
 __all__ = ["OutputFile", "Result"]
 
@@ -29,14 +29,14 @@ class OutputFile(FileRef):
 
     node_id: str = ""
     key: str = "images"
-    _client: ComfyClient | None = PrivateAttr(default=None)
+    _client: ClientCore | None = PrivateAttr(default=None)
 
-    def bind(self, client: ComfyClient) -> OutputFile:
+    def bind(self, client: ClientCore) -> OutputFile:
         """Attach the client used by :meth:`read` and :meth:`save`."""
         self._client = client
         return self
 
-    def _require_client(self) -> ComfyClient:
+    def _require_client(self) -> ClientCore:
         if self._client is None:
             from comfykit._exceptions import InputError
 
@@ -78,7 +78,7 @@ class Result:
 
     def __init__(
         self,
-        client: ComfyClient,
+        client: ClientCore,
         *,
         prompt_id: str,
         outputs: dict[str, dict[str, Any]],

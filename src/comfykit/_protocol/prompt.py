@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Union
 
-from comfykit._exceptions import InputError, NodeValidationError, PromptValidationError
+from comfykit._exceptions import InputError, NodeProblem, PromptValidationError
 
 if TYPE_CHECKING:
     import httpx
@@ -59,9 +59,9 @@ def _title(api: Mapping[str, Any], node_id: str) -> str | None:
 
 def node_errors_from_body(
     node_errors: Mapping[str, Any] | None, api: Mapping[str, Any]
-) -> list[NodeValidationError]:
-    """Flatten ``node_errors`` into one :class:`NodeValidationError` per problem."""
-    found: list[NodeValidationError] = []
+) -> list[NodeProblem]:
+    """Flatten ``node_errors`` into one :class:`NodeProblem` per problem."""
+    found: list[NodeProblem] = []
     for node_id, entry in (node_errors or {}).items():
         if not isinstance(entry, Mapping):
             continue
@@ -75,7 +75,7 @@ def node_errors_from_body(
             if input_name is None and err.get("type") == "required_input_missing":
                 input_name = err.get("details") or None
             found.append(
-                NodeValidationError(
+                NodeProblem(
                     node_id=str(node_id),
                     class_type=class_type,
                     type=str(err.get("type") or ""),

@@ -1,0 +1,812 @@
+"""The core of ``AsyncComfyClient``: every ComfyUI route, one WebSocket, typed jobs.
+
+``AsyncClientCore`` holds the connection (HTTP pool, WebSocket, retries) and the routes;
+``AsyncGenerateMixin`` (``generate.py``) adds the high-level calls on top of it and
+``AsyncComfyClient`` (``client.py``) is the two together. The blocking client is generated from
+these files by ``scripts/unasync.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import functools
+import json as _jsonlib
+import logging
+import uuid
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+import httpx
+
+from comfykit._async import _backend as backend
+from comfykit._async._stream import AsyncEventStream
+from comfykit._async.jobs import AsyncJob, AsyncJobContext
+from comfykit._async.results import AsyncResult
+from comfykit._config import (
+    DEFAULT_TIMEOUT,
+    NOT_GIVEN,
+    Auth,
+    ClientOptions,
+    NotGiven,
+    auth_headers,
+    normalize_base_url,
+    retry_after_seconds,
+    to_timeout,
+)
+from comfykit._exceptions import (
+    APIStatusError,
+    ComfyConnectionError,
+    ComfyError,
+    ComfyTimeoutError,
+    InputError,
+    NotFoundError,
+    ServerError,
+)
+from comfykit._protocol.prompt import (
+    PromptInput,
+    node_errors_from_body,
+    parse_prompt_error,
+    prompt_to_api,
+)
+from comfykit._protocol.tracker import JobTracker
+from comfykit._retry import RETRY_STATUSES, Retry, decide
+from comfykit._retry import delay as retry_delay
+from comfykit._types import (
+    Features,
+    FileRef,
+    HistoryEntry,
+    PromptResponse,
+    QueueState,
+    SystemStats,
+    UploadedFile,
+)
+from comfykit._uploads import FileInput, file_ref, read_upload, upload_form
+from comfykit._version import __version__
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+    from typing_extensions import Self
+
+    from comfykit.graph import NodeCatalog
+
+__all__ = ["AsyncClientCore"]
+
+
+#: Node catalogs per server URL, shared by every client in the process.
+_CATALOGS: dict[str, NodeCatalog] = {}
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+class _AlreadyQueued(Exception):
+    """A resend of ``POST /prompt`` found the prompt on the server already."""
+
+
+log = logging.getLogger("comfykit")
+
+
+class _Shared:
+    """State shared by a client and the copies ``with_options()`` makes."""
+
+    def __init__(
+        self,
+        base_url: str,
+        http: httpx.AsyncClient,
+        stream: AsyncEventStream,
+        *,
+        owns_http: bool,
+        clients: weakref.WeakSet[AsyncClientCore],
+    ) -> None:
+        self.http = http
+        self.stream = stream
+        self.owns_http = owns_http
+        self.closed = False
+        self.clients = clients  # the client and its copies: the stream catches up through them
+        # Dropped without close(): once neither the client nor a copy of it is left, its socket,
+        # reader and pool are closed soon, instead of living as long as the process (a notebook
+        # cell run again and again would pile them up).
+        weakref.finalize(self, _close_abandoned, stream, http if owns_http else None).atexit = False
+        root = base_url.rstrip("/")
+        # A client made here has no auth flow, cookies, redirects or event hooks of its own (its
+        # headers are set per request), so a whole request goes straight to the transport httpx
+        # would pick for the server (its own, or a proxy's from the environment): ~45 us less
+        # per request than ``send()``. A client passed in keeps all of ``send()``.
+        self.transport: httpx.AsyncBaseTransport | None = (
+            http._transport_for_url(httpx.URL(root)) if owns_http else None
+        )
+
+        # A URL object per path, parsed once: httpx parses and joins a relative path on every
+        # request (~20 us); the routes a client calls over and over stay in the cache.
+        @functools.lru_cache(maxsize=128)
+        def url(path: str) -> httpx.URL:
+            return httpx.URL(root + path)
+
+        self.url = url
+
+    async def send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
+        """Send ``request``; unless ``stream``, the response is read and closed."""
+        transport = self.transport
+        if transport is None or stream:
+            return await self.http.send(request, stream=stream)
+        start = backend.monotonic()
+        response = await transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        response.elapsed = datetime.timedelta(seconds=backend.monotonic() - start)
+        if "set-cookie" in response.headers:
+            self.http.cookies.extract_cookies(response)  # as httpx's own send() keeps them
+        return response
+
+
+class AsyncClientCore:
+    """The connection and the routes of :class:`~comfykit.AsyncComfyClient` (its constructor
+    arguments are documented there)."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        headers: Mapping[str, str] | None = None,
+        auth: Auth | None = None,
+        ws: bool = True,
+        validate: bool = True,
+        client_id: str | None = None,
+        max_connections: int = 8,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if max_connections < 1:
+            raise InputError(f"max_connections must be >= 1, got {max_connections}")
+        all_headers = {
+            "User-Agent": f"comfykit/{__version__}",
+            **auth_headers(auth),
+            **dict(headers or {}),
+        }
+        self._options = ClientOptions(
+            base_url=normalize_base_url(base_url),
+            timeout=to_timeout(timeout),
+            max_retries=max_retries,
+            headers=all_headers,
+        )
+        self._use_ws = ws
+        self._validate = validate
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        http = http_client
+        if http is None:
+            http = httpx.AsyncClient(
+                base_url=self._options.base_url, timeout=self._options.timeout, limits=limits
+            )
+            backend.guard_http_pool(http, limits)
+        cid = client_id or uuid.uuid4().hex
+        # The stream holds its clients weakly, so that a client nobody holds can be collected.
+        clients: weakref.WeakSet[AsyncClientCore] = weakref.WeakSet()
+        stream = AsyncEventStream(
+            self._options.ws_url + "?" + urlencode({"clientId": cid}),
+            client_id=cid,
+            headers=all_headers,
+            open_timeout=self._options.timeout.connect,
+            reconcile=functools.partial(_reconcile_through, clients),
+        )
+        self._shared = _Shared(
+            self._options.base_url, http, stream, owns_http=http_client is None, clients=clients
+        )
+        clients.add(self)
+        self._jobs = _JobSupport(self)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """The server's base URL."""
+        return self._options.base_url
+
+    @property
+    def client_id(self) -> str:
+        """The WebSocket client id this client's jobs are submitted with."""
+        return self._shared.stream.client_id
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        """The per-request timeout."""
+        return self._options.timeout
+
+    @property
+    def max_retries(self) -> int:
+        """Retries of idempotent requests."""
+        return self._options.max_retries
+
+    def with_options(
+        self,
+        *,
+        timeout: float | httpx.Timeout | None | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        headers: Mapping[str, str] | NotGiven = NOT_GIVEN,
+    ) -> Self:
+        """A copy with other options that shares this client's connection pool and WebSocket."""
+        clone = copy.copy(self)
+        clone._options = self._options.copy_with(
+            timeout=timeout, max_retries=max_retries, headers=headers
+        )
+        clone._jobs = _JobSupport(clone)
+        self._shared.clients.add(clone)
+        return clone
+
+    async def close(self) -> None:
+        """Close the WebSocket and (unless it was passed in) the HTTP pool."""
+        shared = self._shared
+        if shared.closed:
+            return
+        shared.closed = True
+        await _close_parts(shared.stream, shared.http if shared.owns_http else None)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.base_url}>"
+
+    # -- HTTP -----------------------------------------------------------------------------
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        files: Any = None,
+        data: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        timeout: httpx.Timeout | NotGiven = NOT_GIVEN,
+        stream: bool = False,
+        prompt_id: str | None = None,
+    ) -> httpx.Response:
+        """Send a request, retried as :mod:`comfykit._retry` decides; map failures to comfykit
+        errors. With ``prompt_id`` (``POST /prompt``), a request that may have arrived is resent
+        only after the server says that prompt is not there; if it is, :class:`_AlreadyQueued`
+        is raised instead."""
+        from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+        shared = self._shared
+        if shared.closed:
+            raise ComfyConnectionError("the client is closed")
+        safe = method in ("GET", "HEAD", "OPTIONS") if idempotent is None else idempotent
+        http = shared.http
+
+        last: list[BaseException] = []  # the latest failure, for the check before a resend
+
+        def should_retry(exc: BaseException) -> bool:
+            last[:] = [exc]
+            decision = _decide(exc, safe)
+            return decision is Retry.YES or (decision is Retry.IF_ABSENT and prompt_id is not None)
+
+        headers = dict(self._options.headers)
+        content: bytes | None = None
+        if json is not None:
+            # ComfyUI reads NaN/Infinity literals; httpx's own encoder refuses them.
+            content = _jsonlib.dumps(json, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        request = http.build_request(
+            method,
+            shared.url(path),
+            params=params,
+            content=content,
+            files=files,
+            data=data,
+            headers=headers,
+            timeout=self._options.timeout if isinstance(timeout, NotGiven) else timeout,
+        )
+        tries = self._options.max_retries + 1
+
+        async def send() -> httpx.Response:
+            response = await shared.send(request, stream=stream)
+            if response.status_code in RETRY_STATUSES:
+                await response.aread()
+                raise _RetryableStatus(response)
+            return response
+
+        async def resend(_state: RetryCallState) -> None:
+            # Before sending again what may have arrived: is the prompt there already?
+            if prompt_id is not None and last and _decide(last[0], safe) is Retry.IF_ABSENT:
+                if await self._prompt_known(prompt_id):
+                    raise _AlreadyQueued(prompt_id) from last[0]
+
+        response: httpx.Response
+        try:
+            try:
+                response = await send()  # the common case: no retry machinery at all
+            except (httpx.TransportError, _RetryableStatus) as first:
+                if tries == 1 or not should_retry(first):
+                    raise
+                await backend.sleep(_delay(first, 1))
+                async for attempt in AsyncRetrying(
+                    stop=stop_after_attempt(tries - 1),
+                    wait=lambda state: _delay(_outcome_error(state), state.attempt_number + 1),
+                    retry=retry_if_exception(should_retry),
+                    before=resend,
+                    reraise=True,
+                ):
+                    with attempt:
+                        response = await send()
+        except _RetryableStatus as exc:
+            response = exc.response
+        except httpx.TransportError as exc:
+            if prompt_id is not None and _decide(exc, safe) is Retry.IF_ABSENT:
+                if await self._prompt_known(prompt_id):
+                    raise _AlreadyQueued(prompt_id) from exc
+            if isinstance(exc, httpx.TimeoutException):
+                raise ComfyTimeoutError(f"{method} {path}: timed out ({exc!r})") from exc
+            raise ComfyConnectionError(
+                f"{method} {path}: cannot reach {self.base_url} ({exc!r})"
+            ) from exc
+        if response.is_error:
+            if stream:
+                await response.aread()
+                await response.aclose()
+            raise _status_error(method, path, response)
+        return response
+
+    async def _get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        response = await self._request("GET", path, params=params)
+        return _json(response)
+
+    # -- routes ---------------------------------------------------------------------------
+    async def system_stats(self) -> SystemStats:
+        """``GET /system_stats``: versions, RAM, devices."""
+        return SystemStats.model_validate(await self._get_json("/system_stats"))
+
+    async def features(self) -> Features:
+        """``GET /features``: server capability flags."""
+        return Features.model_validate(await self._get_json("/features"))
+
+    async def object_info(self, node_class: str | None = None) -> dict[str, Any]:
+        """``GET /object_info[/{node_class}]``: node definitions (``{}`` for an unknown class)."""
+        path = "/object_info" if node_class is None else f"/object_info/{_seg(node_class)}"
+        data = await self._get_json(path)
+        if not isinstance(data, dict):
+            raise APIStatusError(f"GET {path}: expected an object", status_code=200, body=data)
+        return data
+
+    async def queue(self) -> QueueState:
+        """``GET /queue``: the running prompt and the pending ones in execution order."""
+        return QueueState.from_wire(await self._get_json("/queue"))
+
+    async def clear_queue(self) -> None:
+        """Remove every pending prompt (the running one is not affected)."""
+        await self._request("POST", "/queue", json={"clear": True}, idempotent=True)
+
+    async def delete_from_queue(self, prompt_ids: str | Iterable[str]) -> None:
+        """Remove pending prompts by id (running ones are not affected: use :meth:`interrupt`)."""
+        ids = [prompt_ids] if isinstance(prompt_ids, str) else list(prompt_ids)
+        await self._request("POST", "/queue", json={"delete": ids}, idempotent=True)
+
+    async def history(
+        self,
+        prompt_id: str | None = None,
+        *,
+        max_items: int | None = None,
+        offset: int | None = None,
+    ) -> dict[str, HistoryEntry]:
+        """``GET /history`` (oldest first) or ``GET /history/{prompt_id}`` (``{}`` if unknown)."""
+        if prompt_id is not None:
+            data = await self._get_json(f"/history/{_seg(prompt_id)}")
+        else:
+            params: dict[str, int] = {}
+            if max_items is not None:
+                if max_items < 1:
+                    raise InputError(f"max_items must be >= 1, got {max_items}")
+                params["max_items"] = max_items
+            if offset is not None:
+                if offset < 0:
+                    raise InputError(f"offset must be >= 0, got {offset}")
+                params["offset"] = offset
+            data = await self._get_json("/history", params or None)
+        return {k: HistoryEntry.model_validate(v) for k, v in dict(data).items()}
+
+    async def clear_history(self) -> None:
+        """Forget every finished prompt."""
+        await self._request("POST", "/history", json={"clear": True}, idempotent=True)
+
+    async def delete_history(self, prompt_ids: str | Iterable[str]) -> None:
+        """Forget finished prompts by id."""
+        ids = [prompt_ids] if isinstance(prompt_ids, str) else list(prompt_ids)
+        await self._request("POST", "/history", json={"delete": ids}, idempotent=True)
+
+    async def interrupt(self, prompt_id: str | None = None) -> None:
+        """Interrupt the running prompt; with ``prompt_id``, only if that one is running."""
+        body = {"prompt_id": prompt_id} if prompt_id else {}
+        await self._request("POST", "/interrupt", json=body, idempotent=True)
+
+    async def free(self, *, unload_models: bool = False, free_memory: bool = False) -> None:
+        """Unload models and/or drop the node cache after the current prompt."""
+        body = {"unload_models": unload_models, "free_memory": free_memory}
+        await self._request("POST", "/free", json=body, idempotent=True)
+
+    async def models(self, folder: str | None = None) -> list[str]:
+        """Model folder names, or the files of one folder (e.g. ``"checkpoints"``)."""
+        path = "/models" if folder is None else f"/models/{_seg(folder)}"
+        return [str(x) for x in await self._get_json(path)]
+
+    async def embeddings(self) -> list[str]:
+        """Embedding names (without extension)."""
+        return [str(x) for x in await self._get_json("/embeddings")]
+
+    async def extensions(self) -> list[str]:
+        """URL paths of the frontend extension scripts."""
+        return [str(x) for x in await self._get_json("/extensions")]
+
+    async def upload_image(
+        self,
+        data_or_path: FileInput,
+        *,
+        filename: str | None = None,
+        subfolder: str | None = None,
+        overwrite: bool = False,
+        type: str = "input",
+    ) -> UploadedFile:
+        """Upload an image (bytes, path, binary file or PIL image); feed ``.ref`` to LoadImage.
+
+        The content is checked first: anything Pillow cannot read as an image is an
+        :class:`~comfykit.InputError` and nothing is sent."""
+        return await self._upload(
+            "/upload/image", data_or_path, filename=filename, subfolder=subfolder,
+            overwrite=overwrite, type=type, original_ref=None,
+        )  # fmt: skip
+
+    async def upload_mask(
+        self,
+        data_or_path: FileInput,
+        *,
+        original_ref: FileRef | Mapping[str, Any] | str,
+        filename: str | None = None,
+        subfolder: str | None = None,
+        overwrite: bool = False,
+        type: str = "input",
+    ) -> UploadedFile:
+        """Upload a mask: its alpha is applied to the image ``original_ref`` points at."""
+        return await self._upload(
+            "/upload/mask", data_or_path, filename=filename, subfolder=subfolder,
+            overwrite=overwrite, type=type, original_ref=original_ref,
+        )  # fmt: skip
+
+    async def _upload(
+        self,
+        path: str,
+        data_or_path: FileInput,
+        *,
+        filename: str | None,
+        subfolder: str | None,
+        overwrite: bool,
+        type: str,
+        original_ref: FileRef | Mapping[str, Any] | str | None,
+        argument: str = "data_or_path",
+    ) -> UploadedFile:
+        content, name = read_upload(data_or_path, filename, argument=argument)
+        files, form = upload_form(
+            name, content, subfolder=subfolder, overwrite=overwrite, type=type,
+            original_ref=original_ref,
+        )  # fmt: skip
+        response = await self._request("POST", path, files=files, data=form, idempotent=True)
+        return UploadedFile.model_validate(_json(response))
+
+    def view_url(self, ref: FileRef | Mapping[str, Any] | str) -> str:
+        """The ``/view`` URL of a file the server holds."""
+        return f"{self.base_url}/view?{urlencode(file_ref(ref).view_params())}"
+
+    async def download(
+        self,
+        ref: FileRef | Mapping[str, Any] | str,
+        dest: str | Path | IO[bytes] | None = None,
+    ) -> bytes | Path | None:
+        """Fetch a file: its bytes, or streamed into ``dest`` (a path or binary file) in chunks."""
+        params = file_ref(ref).view_params()
+        if dest is None:
+            response = await self._request("GET", "/view", params=params)
+            return response.content
+        response = await self._request("GET", "/view", params=params, stream=True)
+        try:
+            if isinstance(dest, (str, Path)):
+                path = Path(dest)
+                tmp = path.with_name(path.name + ".part")
+                try:
+                    with open(tmp, "wb") as fh:
+                        async for chunk in response.aiter_bytes():
+                            fh.write(chunk)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
+                tmp.replace(path)
+                return path
+            async for chunk in response.aiter_bytes():
+                dest.write(chunk)
+            return None
+        except httpx.TransportError as exc:
+            raise ComfyConnectionError(f"download of {params['filename']} broke: {exc!r}") from exc
+        finally:
+            await response.aclose()
+
+    # -- catalog --------------------------------------------------------------------------
+    async def catalog(self, *, refresh: bool = False) -> NodeCatalog:
+        """The server's node catalog, built from ``/object_info``.
+
+        Cached per server URL for the whole process; re-read with ``refresh=True``, and
+        automatically when a graph fails local validation against it (new nodes or model files).
+        """
+        from comfykit.graph import NodeCatalog
+
+        cached = None if refresh else _CATALOGS.get(self.base_url)
+        if cached is None:
+            cached = NodeCatalog.from_object_info(await self.object_info())
+            _CATALOGS[self.base_url] = cached
+        return cached
+
+    async def validate(
+        self, prompt: PromptInput, *, params: Mapping[str, Any] | None = None
+    ) -> None:
+        """Check a graph against the server's catalog; raise one ``WorkflowError`` listing every
+        problem. A stale catalog is re-read once before failing."""
+        from comfykit._exceptions import WorkflowError
+
+        api = prompt_to_api(prompt, params)
+        catalog = await self.catalog()
+        problems = catalog.problems(api)
+        if problems:
+            fresh = await self.catalog(refresh=True)
+            if fresh.fingerprint != catalog.fingerprint:
+                problems = fresh.problems(api)
+            if problems:
+                raise WorkflowError(problems)
+
+    # -- jobs -----------------------------------------------------------------------------
+    async def submit(
+        self,
+        prompt: PromptInput,
+        *,
+        params: Mapping[str, Any] | None = None,
+        validate: bool | None = None,
+        extra_data: Mapping[str, Any] | None = None,
+        front: bool = False,
+        number: float | None = None,
+        output_nodes: Sequence[str] | None = None,
+        prompt_id: str | None = None,
+    ) -> AsyncJob:
+        """Queue a prompt and return its job handle.
+
+        Args:
+            prompt: an API-format dict or a :class:`~comfykit.Workflow`.
+            params: values for the workflow's named parameters.
+            validate: check the graph against the server's catalog first (raises
+                :class:`~comfykit.WorkflowError` listing every problem; nothing is sent).
+            extra_data: stored with the job (``extra_pnginfo``, ...).
+            front: put it ahead of every auto-numbered pending prompt.
+            number: explicit queue priority (lower runs first).
+            output_nodes: run only these output nodes (``partial_execution_targets``).
+            prompt_id: the id to use (default: a fresh UUID, made here so a retried submit
+                can tell whether the first attempt arrived and never queues a prompt twice).
+        """
+        api = prompt_to_api(prompt, params)
+        if self._validate if validate is None else validate:
+            await self.validate(api)
+        pid = prompt_id or str(uuid.uuid4())
+        stream = self._shared.stream
+        if self._use_ws:
+            try:
+                await stream.ensure_connected()
+            except ComfyConnectionError:
+                # Without a socket the job is still tracked, by polling; if HTTP is down too,
+                # the POST below says so.
+                pass
+        tracker = stream.router.register(pid)
+        body: dict[str, Any] = {"prompt": api, "client_id": stream.client_id, "prompt_id": pid}
+        if extra_data:
+            body["extra_data"] = dict(extra_data)
+        if number is not None:
+            body["number"] = number
+        elif front:
+            body["front"] = True
+        if output_nodes:
+            body["partial_execution_targets"] = [str(n) for n in output_nodes]
+        connects = stream.connects
+        try:
+            answer = await self._post_prompt(body, pid)
+        except BaseException:
+            stream.router.unregister(pid)
+            raise
+        tracker.mark_submitted()
+        if stream.connects != connects:
+            # The socket was reopened while the prompt was on its way: the catch-up after the
+            # reconnect could not see it yet, so this one catches it up.
+            try:
+                await self._reconcile([tracker])
+            except ComfyError as exc:
+                log.info("catching up prompt %s after a reconnect failed: %s", pid, exc)
+        return AsyncJob(
+            self._jobs, tracker, api, node_errors_from_body(answer.node_errors, api),
+            number=answer.number,
+        )  # fmt: skip
+
+    async def run(
+        self,
+        prompt: PromptInput,
+        *,
+        timeout: float | None = None,
+        cancel_on_timeout: bool = False,
+        **submit_options: Any,
+    ) -> AsyncResult:
+        """Submit and wait: ``submit(prompt, **options)`` then ``result(timeout)``.
+
+        A job not finished within ``timeout`` raises :class:`~comfykit.JobTimeoutError`, which
+        carries the job (still running on the server unless ``cancel_on_timeout``)."""
+        job = await self.submit(prompt, **submit_options)
+        return await job.result(timeout=timeout, cancel_on_timeout=cancel_on_timeout)
+
+    def job(self, prompt_id: str) -> AsyncJob:
+        """A handle on a prompt already queued or finished (by this or another client)."""
+        tracker = self._shared.stream.router.register(prompt_id)
+        tracker.mark_submitted()
+        return AsyncJob(self._jobs, tracker, {}, [], poll_only=True)
+
+    async def _post_prompt(self, body: dict[str, Any], pid: str) -> PromptResponse:
+        try:
+            response = await self._request(
+                "POST", "/prompt", json=body, idempotent=False, prompt_id=pid
+            )
+        except _AlreadyQueued:
+            return PromptResponse(prompt_id=pid)
+        except APIStatusError as exc:
+            if exc.status_code == 400 and isinstance(exc.body, dict):
+                raise parse_prompt_error(exc.body, body["prompt"], exc.response) from None
+            raise
+        return PromptResponse.model_validate(_json(response))
+
+    async def _prompt_known(self, prompt_id: str) -> bool:
+        """True when the server has the prompt queued, running or finished."""
+        try:
+            if prompt_id in await self.queue():
+                return True
+            return bool(await self.history(prompt_id))
+        except ComfyError:
+            return False
+
+    async def _history_entry(self, prompt_id: str) -> HistoryEntry | None:
+        return (await self.history(prompt_id)).get(prompt_id)
+
+    async def _reconcile(self, trackers: list[JobTracker]) -> None:
+        """Catch unfinished jobs up from ``/queue`` then ``/history`` (that order is race-free:
+        a prompt leaves the queue only once its history entry is written)."""
+        open_ = [t for t in trackers if not t.done]
+        if not open_:
+            return
+        queue = await self.queue()
+        running = {q.prompt_id for q in queue.running}
+        for tracker in open_:
+            if tracker.prompt_id in queue:
+                tracker.apply_queue(running=tracker.prompt_id in running)
+                continue
+            entry = await self._history_entry(tracker.prompt_id)
+            if entry is not None:
+                tracker.apply_history(entry)
+            else:
+                tracker.apply_missing()
+        self._shared.stream.notify([t.prompt_id for t in open_])
+
+
+class _JobSupport(AsyncJobContext):
+    """A client's side of its jobs (:class:`AsyncJobContext`)."""
+
+    def __init__(self, client: AsyncClientCore) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> AsyncClientCore:
+        return self._client
+
+    @property
+    def stream(self) -> AsyncEventStream:
+        return self._client._shared.stream
+
+    @property
+    def use_ws(self) -> bool:
+        return self._client._use_ws
+
+    async def history_entry(self, prompt_id: str) -> HistoryEntry | None:
+        return await self._client._history_entry(prompt_id)
+
+    async def reconcile(self, trackers: list[JobTracker]) -> None:
+        await self._client._reconcile(trackers)
+
+    async def cancel(self, prompt_id: str) -> None:
+        await self._client.delete_from_queue([prompt_id])
+        await self._client.interrupt(prompt_id)
+
+
+async def _reconcile_through(
+    clients: weakref.WeakSet[AsyncClientCore], trackers: list[JobTracker]
+) -> None:
+    """The stream's catch-up after a reconnect, made by any client still sharing it."""
+    for client in list(clients):
+        await client._reconcile(trackers)
+        return
+
+
+async def _close_parts(stream: AsyncEventStream, http: httpx.AsyncClient | None) -> None:
+    """Close the stream, then the HTTP pool (``None``: one passed in, not ours to close)."""
+    await stream.close()
+    if http is not None:
+        await http.aclose()
+
+
+def _close_abandoned(stream: AsyncEventStream, http: httpx.AsyncClient | None) -> None:
+    """Finalizer of a client's shared state: close what nobody closed, soon and elsewhere."""
+    if not stream.closed:
+        stream.close_soon(functools.partial(_close_parts, stream, http))
+
+
+def _outcome_error(state: RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome is not None else None
+
+
+def _delay(exc: BaseException | None, attempt: int) -> float:
+    """Seconds before retry number ``attempt``: ``Retry-After`` when the server sent one."""
+    response = exc.response if isinstance(exc, _RetryableStatus) else None
+    return retry_delay(attempt, retry_after_seconds(response))
+
+
+def _decide(exc: BaseException, idempotent: bool) -> Retry:
+    status = exc.response.status_code if isinstance(exc, _RetryableStatus) else None
+    return decide(None if status is not None else exc, status, idempotent=idempotent)
+
+
+def _seg(value: str) -> str:
+    from urllib.parse import quote
+
+    return quote(str(value), safe="")
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise APIStatusError(
+            f"{response.request.method} {response.request.url.path}: expected JSON, got "
+            f"{response.text[:200]!r}",
+            status_code=response.status_code,
+            body=response.text,
+            response=response,
+        ) from exc
+
+
+def _status_error(method: str, path: str, response: httpx.Response) -> APIStatusError:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    detail = body if isinstance(body, str) else str(body)
+    message = f"{method} {path} returned {response.status_code}: {detail[:500]}"
+    cls: type[APIStatusError] = APIStatusError
+    if response.status_code == 404:
+        cls = NotFoundError
+    elif response.status_code >= 500:
+        cls = ServerError
+    return cls(message, status_code=response.status_code, body=body, response=response)
