@@ -19,6 +19,7 @@ __all__ = [
     "ComfyConnectionError",
     "ComfyError",
     "ComfyTimeoutError",
+    "EventLoopError",
     "ExecutionError",
     "InputError",
     "JobError",
@@ -64,6 +65,15 @@ class JobTimeoutError(ComfyTimeoutError):
         self.prompt_id = prompt_id
         self.job = job
         self.cancelled = cancelled
+
+
+class EventLoopError(ComfyError, RuntimeError):
+    """An ``AsyncComfyClient`` was used on another event loop than the one it first ran on.
+
+    Its WebSocket and connection pool belong to that loop; ``asyncio.run()`` makes a new loop
+    each time. Make one client per loop (``async with AsyncComfyClient(...)`` inside the
+    coroutine you run), or use the blocking ``ComfyClient``.
+    """
 
 
 class APIStatusError(ComfyError):

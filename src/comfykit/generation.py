@@ -193,7 +193,10 @@ def describe_errors(exc: ValidationError, model: type[BaseModel]) -> list[str]:
         where = ".".join(str(p) for p in err["loc"]) or "request"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(where, list(model.model_fields), n=2, cutoff=0.5)
+            names = list(model.model_fields)
+            close = [n for n in names if n.startswith(where) or where.startswith(n)]
+            close += difflib.get_close_matches(where, names, n=2, cutoff=0.6)
+            close = list(dict.fromkeys(close))[:2]
             msg = "unknown option" + (f" (did you mean {' or '.join(close)}?)" if close else "")
         problems.append(f"{where}: {msg} (got {shown(err.get('input'))})")
     return problems

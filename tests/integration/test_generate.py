@@ -57,12 +57,12 @@ class Comfy:
         result: GenerationResult = self._call("generate_request", request)
         return result
 
-    def img2img(self, image: Any, prompt: str, **kwargs: Any) -> GenerationResult:
-        result: GenerationResult = self._call("img2img", image, prompt, **kwargs)
+    def img2img(self, prompt: str, image: Any, **kwargs: Any) -> GenerationResult:
+        result: GenerationResult = self._call("img2img", prompt, image, **kwargs)
         return result
 
-    def inpaint(self, image: Any, mask: Any, prompt: str, **kwargs: Any) -> GenerationResult:
-        result: GenerationResult = self._call("inpaint", image, mask, prompt, **kwargs)
+    def inpaint(self, prompt: str, image: Any, mask: Any, **kwargs: Any) -> GenerationResult:
+        result: GenerationResult = self._call("inpaint", prompt, image, mask, **kwargs)
         return result
 
     def upscale(self, image: Any, **kwargs: Any) -> GenerationResult:

@@ -74,7 +74,7 @@ def test_request_defaults() -> None:
         ("width", "64", "width: Input should be a valid integer (got '64')"),
         ("seed", True, "seed: Input should be a valid integer (got True)"),
         ("steps", 2.0, "steps: Input should be a valid integer (got 2.0)"),
-        ("widht", 64, "widht: unknown option (did you mean width or height?) (got 64)"),
+        ("widht", 64, "widht: unknown option (did you mean width?) (got 64)"),
         ("cfg", 5, "cfg: unknown option (did you mean cfg_scale?) (got 5)"),
     ],
 )

@@ -49,6 +49,20 @@ READER_POLL: float | None = None
 READER_IDLE = 0.0
 
 
+#: What a task gets when its event loop cancels it (``asyncio.run()`` ending cancels them all).
+Cancelled = asyncio.CancelledError
+
+
+def event_loop() -> object | None:
+    """The running event loop: a client's sockets and pool belong to the loop they opened on."""
+    return asyncio.get_running_loop()
+
+
+def loop_is_running(loop: object | None) -> bool:
+    """True when ``loop`` (from :func:`event_loop`) is the running loop, or there is none."""
+    return loop is None or loop is asyncio.get_running_loop()
+
+
 async def sleep(seconds: float) -> None:
     """Sleep without blocking the event loop."""
     await asyncio.sleep(seconds)

@@ -54,6 +54,20 @@ READER_POLL: float | None = 0.1
 READER_IDLE = 0.25
 
 
+class Cancelled(BaseException):
+    """Never raised: threads are not cancelled (the async twin's is ``CancelledError``)."""
+
+
+def event_loop() -> object | None:
+    """No event loop: blocking sockets work from any thread."""
+    return None
+
+
+def loop_is_running(loop: object | None) -> bool:  # noqa: ARG001 - the async twin uses it
+    """Always True: nothing here belongs to an event loop."""
+    return True
+
+
 def sleep(seconds: float) -> None:
     """Sleep."""
     time.sleep(seconds)

@@ -44,6 +44,7 @@ from comfykit._exceptions import (
     ComfyConnectionError,
     ComfyError,
     ComfyTimeoutError,
+    EventLoopError,
     InputError,
     NotFoundError,
     ServerError,
@@ -111,7 +112,10 @@ class _Shared:
         self.stream = stream
         self.owns_http = owns_http
         self.closed = False
+        self.loop: object | None = None  # the event loop the socket and pool were first used on
         self.clients = clients  # the client and its copies: the stream catches up through them
+        if owns_http:
+            stream.on_loop_end = http.close
         # Dropped without close(): once neither the client nor a copy of it is left, its socket,
         # reader and pool are closed soon, instead of living as long as the process (a notebook
         # cell run again and again would pile them up).
@@ -132,6 +136,21 @@ class _Shared:
             return httpx.URL(root + path)
 
         self.url = url
+
+    def check_loop(self) -> None:
+        """Refuse to run on another event loop than the first one (its sockets live there)."""
+        loop = backend.event_loop()
+        if loop is self.loop:
+            return
+        if self.loop is None:
+            self.loop = loop
+            return
+        raise EventLoopError(
+            "this ComfyClient was first used on another event loop, which its WebSocket "
+            "and connection pool belong to (each asyncio.run() makes a new loop): make one "
+            "client per loop, e.g. `with ComfyClient(url) as comfy:` inside the "
+            "coroutine you run, or use the blocking ComfyClient"
+        )
 
     def send(self, request: httpx.Request, *, stream: bool) -> httpx.Response:
         """Send ``request``; unless ``stream``, the response is read and closed."""
@@ -252,6 +271,11 @@ class ClientCore:
         if shared.closed:
             return
         shared.closed = True
+        if not backend.loop_is_running(shared.loop):
+            # Its sockets belong to another (usually finished) event loop: nothing of them can
+            # be awaited here, so they are let go instead of closed.
+            shared.stream.abandon()
+            return
         _close_parts(shared.stream, shared.http if shared.owns_http else None)
 
     def __enter__(self) -> Self:
@@ -292,6 +316,7 @@ class ClientCore:
         shared = self._shared
         if shared.closed:
             raise ComfyConnectionError("the client is closed")
+        shared.check_loop()
         safe = method in ("GET", "HEAD", "OPTIONS") if idempotent is None else idempotent
         http = shared.http
 
@@ -610,6 +635,7 @@ class ClientCore:
         if self._validate if validate is None else validate:
             self.validate(api)
         pid = prompt_id or str(uuid.uuid4())
+        self._shared.check_loop()
         stream = self._shared.stream
         if self._use_ws:
             try:
@@ -725,7 +751,9 @@ class _JobSupport(JobContext):
 
     @property
     def stream(self) -> EventStream:
-        return self._client._shared.stream
+        shared = self._client._shared
+        shared.check_loop()
+        return shared.stream
 
     @property
     def use_ws(self) -> bool:

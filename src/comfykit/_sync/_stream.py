@@ -67,6 +67,8 @@ class EventStream:
         self._closing = backend.Signal()  # set by close(): ends the reader's pauses at once
         self._reader: backend.Background | None = None
         self.connects = 0
+        #: Run when the event loop ends under the reader (it closes the client's HTTP pool).
+        self.on_loop_end: Callable[[], None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -133,6 +135,12 @@ class EventStream:
                     self._lock.release()
                 if not self._closed:
                     self._wake(handover=True)  # a waiter takes over the reading
+        except backend.Cancelled:
+            if not self._closed:
+                # Not close(): the event loop is ending (asyncio.run() returned), and everything
+                # of this client belongs to it. Close it while the loop still runs.
+                self._shut_down_with_loop()
+            raise
         except ComfyConnectionError as exc:
             log.info("WebSocket reader stopped: %s", exc)
         except Exception as exc:  # noqa: BLE001 - a bug here must not leave jobs waiting forever
@@ -369,6 +377,23 @@ class EventStream:
         """Run ``close`` soon and apart from the caller (a finalizer of a client nobody closed):
         on the background reader's event loop, or in a thread of its own."""
         backend.run_detached(self._reader, close)
+
+    def _shut_down_with_loop(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            _close_quietly(ws)
+        if self.on_loop_end is not None:
+            try:
+                self.on_loop_end()
+            except Exception:  # noqa: BLE001 - shutting down must not raise
+                log.debug("error while closing the HTTP pool", exc_info=True)
+
+    def abandon(self) -> None:
+        """Let go of a socket and reader that belong to an event loop that is not running (the
+        client was used on another loop): marked closed, nothing awaited."""
+        self._closed = True
+        self._ws = None
+        self._reader = None
 
     def close(self) -> None:
         """Close the socket for good and let the background reader finish."""
