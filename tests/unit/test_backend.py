@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from comfykit._async._backend import Background, Lock
+from comfykit._backends.asyncio import Background, Lock
 
 
 async def test_acquire_zero_never_waits_even_with_a_task_queued() -> None:

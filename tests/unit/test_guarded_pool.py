@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from comfykit import AsyncComfyClient, ComfyClient
-from comfykit._guarded_pool import GuardedConnection, GuardedTransport
+from comfykit._backends.guarded_pool import GuardedConnection, GuardedTransport
 
 ORIGIN = httpcore.Origin(b"http", b"127.0.0.1", 8188)
 

@@ -20,10 +20,10 @@ from urllib.parse import urlencode
 
 import httpx
 
-from comfykit._async import _backend as backend
 from comfykit._async._stream import AsyncEventStream
 from comfykit._async.generate import AsyncGenerateMixin
 from comfykit._async.jobs import AsyncJob
+from comfykit._backends import asyncio as backend
 from comfykit._config import (
     DEFAULT_TIMEOUT,
     NOT_GIVEN,

@@ -7,8 +7,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from comfykit._async import _backend as backend
 from comfykit._async.jobs import AsyncJob
+from comfykit._backends import asyncio as backend
 from comfykit._exceptions import ComfyError, InputError, NotFoundError
 from comfykit._protocol.events import PreviewImage, Progress
 from comfykit._types import FileRef

@@ -21,10 +21,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from comfykit._sync import _backend as backend
-from comfykit._sync._stream import EventStream
-from comfykit._sync.generate import GenerateMixin
-from comfykit._sync.jobs import Job
+from comfykit._backends import sync as backend
 from comfykit._config import (
     DEFAULT_TIMEOUT,
     NOT_GIVEN,
@@ -54,6 +51,9 @@ from comfykit._prompt import (
     prompt_to_api,
 )
 from comfykit._protocol.tracker import JobTracker
+from comfykit._sync._stream import EventStream
+from comfykit._sync.generate import GenerateMixin
+from comfykit._sync.jobs import Job
 from comfykit._types import (
     Features,
     FileRef,

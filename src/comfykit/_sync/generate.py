@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from comfykit._sync import _backend as backend
-from comfykit._sync.jobs import Job
+from comfykit._backends import sync as backend
 from comfykit._exceptions import ComfyError, InputError, NotFoundError
 from comfykit._protocol.events import PreviewImage, Progress
+from comfykit._sync.jobs import Job
 from comfykit._types import FileRef
 from comfykit._uploads import FileInput, file_ref
 from comfykit.generation import (

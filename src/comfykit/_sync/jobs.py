@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from comfykit._sync import _backend as backend
-from comfykit._sync.results import Result
+from comfykit._backends import sync as backend
 from comfykit._config import backoff
 from comfykit._exceptions import ComfyConnectionError, ComfyTimeoutError, NodeValidationError
 from comfykit._protocol.events import Event
 from comfykit._protocol.tracker import JobStatus, JobTracker
+from comfykit._sync.results import Result
 from comfykit._types import HistoryEntry, HistoryStatus
 
 if TYPE_CHECKING:

@@ -1,7 +1,8 @@
-"""Async I/O primitives. Hand-written twin: ``_sync/_backend.py`` (everything else is generated).
+"""Async I/O primitives of ``_async``; the blocking twin is :mod:`comfykit._backends.sync`.
 
-The rest of ``_async`` is turned into ``_sync`` by ``scripts/unasync.py``; only the handful of
-primitives that have no mechanical blocking equivalent live here and in ``_sync/_backend.py``.
+``_async`` is turned into ``_sync`` by ``scripts/unasync.py``; only the handful of primitives
+that have no mechanical blocking equivalent live here and in the sync backend, which offers the
+same names.
 """
 
 from __future__ import annotations
