@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from comfykit._compat import replace_transport, ws_proxy_configured
+
 if TYPE_CHECKING:
     import httpx
     from websockets.sync.client import ClientConnection
-    from websockets.uri import WebSocketURI
 
     from comfykit._backends.blocking_ws import BlockingWebSocket
 
@@ -184,7 +185,7 @@ def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | N
     """
     from websockets.uri import parse_uri
 
-    if _proxy_for(parse_uri(url)) is None:
+    if not ws_proxy_configured(parse_uri(url)):
         from comfykit._backends.blocking_ws import connect as connect_direct
 
         return WebSocket(connect_direct(url, headers, open_timeout))
@@ -206,22 +207,16 @@ def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | N
     return WebSocket(conn.__enter__())
 
 
-def _proxy_for(uri: WebSocketURI) -> str | None:
-    """The proxy websockets would use for ``uri`` (it reads the environment)."""
-    from websockets.proxy import get_proxy
-
-    return get_proxy(uri)
-
-
 def guard_http_pool(http: httpx.Client, limits: httpx.Limits) -> None:
     """Make the pool of a client made by comfykit safe under many threads: its transport for
-    direct connections becomes a :class:`~comfykit._backends.guarded_pool.GuardedTransport`.
-    (Passing one as ``transport=`` would make httpx ignore the proxies of the environment, which
-    it mounts next to that transport.)"""
+    direct connections becomes a :class:`~comfykit._backends.guarded_pool.GuardedTransport`
+    (nothing changes when the installed httpx keeps its transport or pool elsewhere: see
+    :mod:`comfykit._compat`)."""
     from comfykit._backends.guarded_pool import GuardedTransport
 
-    http._transport.close()  # httpx's own, unused so far
-    http._transport = GuardedTransport(limits)
+    transport = GuardedTransport(limits)
+    if not (transport.guarded and replace_transport(http, transport)):
+        transport.close()
 
 
 def prefetch(files: Sequence[Any]) -> list[bytes] | None:  # noqa: ARG001 - the async twin uses it
