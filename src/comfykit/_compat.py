@@ -57,23 +57,28 @@ def replace_transport(client: httpx.Client, transport: httpx.BaseTransport) -> b
     Passing ``transport=`` to ``httpx.Client`` instead would make httpx ignore the proxies of
     the environment, which it mounts next to its own transport.
     """
-    old = getattr(client, "_transport", None)
-    if not isinstance(old, httpx.BaseTransport):
-        return False
-    old.close()
-    client._transport = transport
-    return True
+    return _swap(client, "_transport", httpx.BaseTransport, transport)
 
 
 def replace_pool(transport: httpx.HTTPTransport, pool: httpcore.ConnectionPool) -> bool:
     """Make ``transport`` send through ``pool`` (httpx's request and error mapping over a pool
     built by the caller), closing the one it built. False, with nothing changed, when httpx no
     longer keeps an httpcore pool in ``_pool``."""
-    old = getattr(transport, "_pool", None)
-    if not isinstance(old, httpcore.ConnectionPool):
+    return _swap(transport, "_pool", httpcore.ConnectionPool, pool)
+
+
+def _swap(
+    owner: object,
+    name: str,
+    kind: type[httpx.BaseTransport] | type[httpcore.ConnectionPool],
+    new: httpx.BaseTransport | httpcore.ConnectionPool,
+) -> bool:
+    """Close ``owner.<name>`` and put ``new`` in its place, if it is a ``kind``."""
+    old = getattr(owner, name, None)
+    if not isinstance(old, kind):
         return False
     old.close()
-    transport._pool = pool
+    setattr(owner, name, new)
     return True
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from importlib.metadata import version
+from typing import Any
 
 import httpcore
 import httpx
@@ -83,31 +85,26 @@ async def test_without_transport_for_url_the_async_client_sends_too(
         assert comfy._shared.transport is None
 
 
-def test_without_a_transport_attribute_nothing_is_replaced() -> None:
-    client = httpx.Client()
-    own = client._transport
-    del client._transport
-    new = httpx.HTTPTransport()
+@pytest.mark.parametrize(
+    ("make", "name", "swap", "new"),
+    [
+        (httpx.Client, "_transport", _compat.replace_transport, httpx.HTTPTransport),
+        (httpx.HTTPTransport, "_pool", _compat.replace_pool, httpcore.ConnectionPool),
+    ],
+)
+def test_without_the_private_attribute_nothing_is_replaced(
+    make: Callable[[], Any], name: str, swap: Callable[[Any, Any], bool], new: Callable[[], Any]
+) -> None:
+    owner, replacement = make(), new()
+    own = getattr(owner, name)
+    delattr(owner, name)
     try:
-        assert not _compat.replace_transport(client, new)
+        assert not swap(owner, replacement)
+        assert not hasattr(owner, name)
     finally:
-        client._transport = own
-        client.close()
-        new.close()
-
-
-def test_without_a_pool_attribute_the_transport_stays_httpx_s_own() -> None:
-    transport = httpx.HTTPTransport()
-    own = transport._pool
-    del transport._pool
-    pool = httpcore.ConnectionPool()
-    try:
-        assert not _compat.replace_pool(transport, pool)
-        assert not hasattr(transport, "_pool")
-    finally:
-        transport._pool = own
-        transport.close()
-        pool.close()
+        setattr(owner, name, own)
+        owner.close()
+        replacement.close()
 
 
 def test_without_the_pool_swap_the_sync_client_uses_httpx_s_pool(

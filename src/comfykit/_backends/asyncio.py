@@ -19,26 +19,6 @@ if TYPE_CHECKING:
     import httpx
     from websockets.asyncio.client import ClientConnection
 
-__all__ = [
-    "READER_IDLE",
-    "READER_POLL",
-    "READER_STEPS_ASIDE",
-    "Background",
-    "Lock",
-    "Mutex",
-    "Signal",
-    "WebSocket",
-    "blocking_fetch",
-    "deadline_scope",
-    "guard_http_pool",
-    "per_call_timeout",
-    "run_detached",
-    "monotonic",
-    "open_websocket",
-    "prefetch",
-    "sleep",
-]
-
 monotonic = time.monotonic
 
 #: The stream's background reader keeps reading while jobs are waited for: on one event loop,

@@ -20,26 +20,6 @@ if TYPE_CHECKING:
 
     from comfykit._backends.blocking_ws import BlockingWebSocket
 
-__all__ = [
-    "READER_IDLE",
-    "READER_POLL",
-    "READER_STEPS_ASIDE",
-    "Background",
-    "Lock",
-    "Mutex",
-    "Signal",
-    "WebSocket",
-    "blocking_fetch",
-    "deadline_scope",
-    "guard_http_pool",
-    "per_call_timeout",
-    "run_detached",
-    "monotonic",
-    "open_websocket",
-    "prefetch",
-    "sleep",
-]
-
 monotonic = time.monotonic
 
 #: The stream's background reader steps aside while anybody waits, and the waiting threads read
