@@ -5,11 +5,15 @@ WebSocket event; ``submit()`` returns a job whose ``result()`` holds the outputs
 
 Public names are loaded on first use (PEP 562), so ``import comfykit`` stays cheap; importing a
 name loads what it needs. FastAPI, PIL and torch are never imported by either.
+
+Public classes show as ``comfykit.Name`` (in reprs, tracebacks and pickles, as httpx's do): each
+first use of a public name gives every public class loaded by then ``__module__ = "comfykit"``.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from comfykit._version import __version__
@@ -162,7 +166,23 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'comfykit' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
+    _show_public_paths()
     return value
+
+
+def _show_public_paths() -> None:
+    """``__module__ = "comfykit"`` for every public class whose module is loaded.
+
+    Not only ``name``'s: loading one name loads others (the client loads the exceptions), and a
+    traceback should say ``comfykit.JobLost`` before anybody spelled that name. Pickles then name
+    ``comfykit.X``, which this module resolves; pydantic and dataclasses keep the namespace they
+    were defined in.
+    """
+    for public, module in _LAZY.items():
+        loaded = sys.modules.get(module)
+        value = getattr(loaded, public, None)
+        if isinstance(value, type) and value.__module__.startswith("comfykit."):
+            value.__module__ = "comfykit"
 
 
 def __dir__() -> list[str]:

@@ -46,7 +46,7 @@ async def test_websocket_dropped_mid_job_still_delivers(comfyui_url: str) -> Non
 
 
 def test_websocket_dropped_mid_job_still_delivers_sync(comfyui_url: str) -> None:
-    from comfykit._blocking_ws import BlockingWebSocket
+    from comfykit._backends.blocking_ws import BlockingWebSocket
 
     with ComfyClient(comfyui_url) as comfy:
         job = comfy.submit(graphs.sleep(1.0, value=random.randrange(10**6)))

@@ -45,7 +45,7 @@ STALE: dict[str, set[tuple[str, str, str]]] = {
 
 
 #: Templates whose nodes all exist on the 0.3.75 test server (the rest need audio nodes, which
-#: need torchaudio, or third-party node packs: tests/unit/graph/test_ui_format.py checks that
+#: need torchaudio, or third-party node packs: test_ui_templates.py checks that
 #: converting those fails naming the missing classes).
 _SNAPSHOT = snapshot_catalog()
 TEMPLATES = [p for p in ALL_TEMPLATES if not unknown_types(json.loads(p.read_text()), _SNAPSHOT)]

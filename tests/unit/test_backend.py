@@ -1,12 +1,32 @@
-"""The async backend's primitives (the sync twins are ``threading``'s own)."""
+"""The backends: both offer the same names; the async backend's primitives (the sync twins are
+``threading``'s own)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 
 import pytest
 
-from comfykit._async._backend import Background, Lock
+from comfykit._backends import INTERFACE
+from comfykit._backends import asyncio as async_backend
+from comfykit._backends import sync as sync_backend
+from comfykit._backends.asyncio import Background, Lock
+
+ASYNC_TREE = Path(__file__).resolve().parents[2] / "src" / "comfykit" / "_async"
+
+
+def test_both_backends_offer_the_interface_and_the_clients_use_no_more() -> None:
+    for module in (async_backend, sync_backend):
+        missing = [name for name in INTERFACE if not hasattr(module, name)]
+        assert not missing, f"{module.__name__} lacks {missing}"
+    used = {
+        name
+        for path in ASYNC_TREE.glob("*.py")
+        for name in re.findall(r"\bbackend\.(\w+)", path.read_text())
+    }
+    assert used <= set(INTERFACE), used - set(INTERFACE)
 
 
 async def test_acquire_zero_never_waits_even_with_a_task_queued() -> None:

@@ -1,4 +1,4 @@
-"""The sync client's WebSocket (``comfykit._blocking_ws``) against a real ``websockets`` server.
+"""The sync client's WebSocket (``comfykit._backends.blocking_ws``) against a real server.
 
 The server side is websockets' own asyncio server in a thread, so every frame the client parses
 is one a standards-conforming peer really sent: fragmented messages, pings, close frames,
@@ -24,8 +24,8 @@ from websockets.exceptions import (
 )
 from websockets.http11 import Request, Response
 
-from comfykit._blocking_ws import BlockingWebSocket, connect
-from comfykit._sync import _backend
+from comfykit._backends import sync as _backend
+from comfykit._backends.blocking_ws import BlockingWebSocket, connect
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
 

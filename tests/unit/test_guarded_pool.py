@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from comfykit import AsyncComfyClient, ComfyClient
-from comfykit._guarded_pool import GuardedConnection, GuardedTransport
+from comfykit._backends.guarded_pool import GuardedConnection, GuardedTransport
 
 ORIGIN = httpcore.Origin(b"http", b"127.0.0.1", 8188)
 
@@ -173,10 +173,16 @@ def test_the_transport_pools_guarded_connections_with_the_client_s_limits() -> N
     transport.close()
 
 
+def test_the_transport_refuses_fewer_keepalive_slots_than_connections() -> None:
+    # httpcore closes surplus idle connections without asking has_expired(): unguarded.
+    with pytest.raises(ValueError, match="max_keepalive_connections == max_connections"):
+        GuardedTransport(httpx.Limits(max_connections=4, max_keepalive_connections=2))
+
+
 async def test_only_the_sync_client_pools_through_the_guard() -> None:
     with ComfyClient("http://127.0.0.1:8188", max_connections=5) as comfy:
-        transport = comfy._shared.http._transport
-        assert isinstance(transport, GuardedTransport)
+        transport = comfy._shared.transport  # what requests to the server go through
+        assert isinstance(transport, GuardedTransport) and transport.guarded
         assert transport._pool._max_connections == 5
     async with AsyncComfyClient("http://127.0.0.1:8188") as acomfy:
-        assert type(acomfy._shared.http._transport) is httpx.AsyncHTTPTransport
+        assert type(acomfy._shared.transport) is httpx.AsyncHTTPTransport

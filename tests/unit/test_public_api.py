@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 
@@ -50,3 +51,30 @@ def test_workflow_is_public() -> None:
     from comfykit.graph import Workflow as GraphWorkflow
 
     assert Workflow is GraphWorkflow
+
+
+def test_public_classes_show_their_public_path() -> None:
+    for name in comfykit.__all__:
+        value = getattr(comfykit, name)
+        if isinstance(value, type):
+            assert value.__module__ == "comfykit", name
+            assert getattr(comfykit, value.__qualname__) is value, name
+    assert repr(comfykit.ComfyClient) == "<class 'comfykit.ComfyClient'>"
+
+
+def test_a_class_loaded_with_another_name_shows_its_public_path_too() -> None:
+    code = (
+        "from comfykit import ComfyClient\n"
+        "from comfykit._exceptions import JobLost\n"
+        "assert JobLost.__module__ == 'comfykit', JobLost.__module__\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_public_paths_keep_pickles_and_pydantic_working() -> None:
+    problem = comfykit.WorkflowProblem("1", "EmptyImage", "too small", input_name="width")
+    assert pickle.loads(pickle.dumps(problem)) == problem
+    error = comfykit.ComfyError("gone")
+    assert str(pickle.loads(pickle.dumps(error))) == str(error)
+    status = comfykit.Status.model_validate({"status": {"exec_info": {"queue_remaining": 2}}})
+    assert pickle.loads(pickle.dumps(status)) == status

@@ -80,8 +80,8 @@ EXPECTED_TITLES: dict[str, set[str]] = {
 @pytest.mark.parametrize("name", sorted(EXPECTED_TITLES))
 def test_recipes_validate_and_carry_titles(name: str) -> None:
     wf = _build(name)
-    CATALOG.validate(wf)
-    CATALOG.validate(wf, strict=True)
+    wf.validate(catalog=CATALOG)
+    wf.validate(catalog=CATALOG, strict=True)
     CATALOG.validate(wf.to_api(), strict=True)
     assert _titles(wf) == EXPECTED_TITLES[name]
     assert len(_titles(wf)) == len(wf.nodes)  # every node has a distinct title
@@ -125,7 +125,7 @@ def test_txt2img_values_and_links() -> None:
         "images": wf.node("Decode").out(0),
         "filename_prefix": "mine/x",
     }
-    CATALOG.validate(wf, strict=True)
+    wf.validate(catalog=CATALOG, strict=True)
 
 
 def test_default_filename_prefixes() -> None:
@@ -217,4 +217,4 @@ def test_recipes_can_be_edited_by_title() -> None:
     assert api[sampler_id]["inputs"]["cfg"] == 4.0 and api[sampler_id]["inputs"]["steps"] == 8
     assert api[sampler_id]["_meta"] == {"title": "Sampler"}
     assert isinstance(wf.node("Sampler").inputs["model"], NodeOutput)
-    CATALOG.validate(wf, strict=True)
+    wf.validate(catalog=CATALOG, strict=True)

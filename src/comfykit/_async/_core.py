@@ -23,10 +23,11 @@ from urllib.parse import urlencode
 
 import httpx
 
-from comfykit._async import _backend as backend
 from comfykit._async._stream import AsyncEventStream
 from comfykit._async.jobs import AsyncJob, AsyncJobContext
 from comfykit._async.results import AsyncResult
+from comfykit._backends import asyncio as backend
+from comfykit._compat import transport_for_url
 from comfykit._config import (
     DEFAULT_TIMEOUT,
     NOT_GIVEN,
@@ -125,7 +126,7 @@ class _Shared:
         # would pick for the server (its own, or a proxy's from the environment): ~45 us less
         # per request than ``send()``. A client passed in keeps all of ``send()``.
         self.transport: httpx.AsyncBaseTransport | None = (
-            http._transport_for_url(httpx.URL(root)) if owns_http else None
+            transport_for_url(http, httpx.URL(root)) if owns_http else None
         )
 
         # A URL object per path, parsed once: httpx parses and joins a relative path on every

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from comfykit._async import _backend as backend
+from comfykit._backends import asyncio as backend
 from comfykit._exceptions import ComfyConnectionError, ComfyError, ComfyTimeoutError
 from comfykit._protocol.events import Status, parse_binary, parse_text
 from comfykit._protocol.tracker import JobTracker, Router

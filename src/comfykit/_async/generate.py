@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from comfykit._async import _backend as backend
 from comfykit._async._core import AsyncClientCore
 from comfykit._async.jobs import AsyncJob
+from comfykit._backends import asyncio as backend
 from comfykit._exceptions import ComfyError, InputError, NotFoundError
 from comfykit._images import BatchItem, BatchResult, GenerationResult, file_ref_of
 from comfykit._names import SAMPLER_ALIASES, resolve_choice, resolve_model

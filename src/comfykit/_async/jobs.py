@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from comfykit._async import _backend as backend
 from comfykit._async.results import AsyncResult
+from comfykit._backends import asyncio as backend
 from comfykit._config import backoff
 from comfykit._exceptions import (
     ComfyConnectionError,

@@ -1,6 +1,6 @@
 """Typed WebSocket events and the sans-I/O parser for text and binary frames.
 
-Every JSON message type of COMFYUI_API.md §4.4 has a model; binary frames of types 1, 3 and 4
+Every JSON message type of docs/comfyui-api.md §4.4 has a model; binary frames of types 1, 3 and 4
 (§4.6) decode to :class:`PreviewImage` and :class:`ProgressText`. Unknown JSON types become
 :class:`UnknownEvent` and unknown binary types :class:`UnknownBinary`: never an exception.
 """

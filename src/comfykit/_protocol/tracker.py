@@ -1,6 +1,6 @@
 """The per-job state machine and the event router: the completion rule, written once, no I/O.
 
-COMFYUI_API.md §4.7: a job is complete when its terminal event (``execution_success``,
+docs/comfyui-api.md §4.7: a job is complete when its terminal event (``execution_success``,
 ``execution_error`` or ``execution_interrupted``) has arrived *and* ``executing`` with
 ``node: null`` for its prompt id, which the server sends after the history entry is written. The
 outputs gathered from ``executed`` events are then reconciled with ``/history/{id}``. A job whose

@@ -24,10 +24,8 @@ from urllib.parse import urlencode
 
 import httpx
 
-from comfykit._sync import _backend as backend
-from comfykit._sync._stream import EventStream
-from comfykit._sync.jobs import Job, JobContext
-from comfykit._sync.results import Result
+from comfykit._backends import sync as backend
+from comfykit._compat import transport_for_url
 from comfykit._config import (
     DEFAULT_TIMEOUT,
     NOT_GIVEN,
@@ -58,6 +56,9 @@ from comfykit._protocol.prompt import (
 from comfykit._protocol.tracker import JobTracker
 from comfykit._retry import RETRY_STATUSES, Retry, decide
 from comfykit._retry import delay as retry_delay
+from comfykit._sync._stream import EventStream
+from comfykit._sync.jobs import Job, JobContext
+from comfykit._sync.results import Result
 from comfykit._types import (
     Features,
     FileRef,
@@ -126,7 +127,7 @@ class _Shared:
         # would pick for the server (its own, or a proxy's from the environment): ~45 us less
         # per request than ``send()``. A client passed in keeps all of ``send()``.
         self.transport: httpx.BaseTransport | None = (
-            http._transport_for_url(httpx.URL(root)) if owns_http else None
+            transport_for_url(http, httpx.URL(root)) if owns_http else None
         )
 
         # A URL object per path, parsed once: httpx parses and joins a relative path on every

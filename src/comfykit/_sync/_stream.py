@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from comfykit._sync import _backend as backend
+from comfykit._backends import sync as backend
 from comfykit._exceptions import ComfyConnectionError, ComfyError, ComfyTimeoutError
 from comfykit._protocol.events import Status, parse_binary, parse_text
 from comfykit._protocol.tracker import JobTracker, Router

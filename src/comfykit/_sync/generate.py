@@ -8,13 +8,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from comfykit._sync import _backend as backend
-from comfykit._sync._core import ClientCore
-from comfykit._sync.jobs import Job
+from comfykit._backends import sync as backend
 from comfykit._exceptions import ComfyError, InputError, NotFoundError
 from comfykit._images import BatchItem, BatchResult, GenerationResult, file_ref_of
 from comfykit._names import SAMPLER_ALIASES, resolve_choice, resolve_model
 from comfykit._progress import ProgressReporter
+from comfykit._sync._core import ClientCore
+from comfykit._sync.jobs import Job
 from comfykit._types import FileRef
 from comfykit._uploads import FileInput, file_ref
 from comfykit.generation import GenerationRequest, split_options

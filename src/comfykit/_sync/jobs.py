@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-from comfykit._sync import _backend as backend
-from comfykit._sync.results import Result
+from comfykit._backends import sync as backend
 from comfykit._config import backoff
 from comfykit._exceptions import (
     ComfyConnectionError,
@@ -18,6 +17,7 @@ from comfykit._exceptions import (
 )
 from comfykit._protocol.events import Event
 from comfykit._protocol.tracker import JobStatus, JobTracker
+from comfykit._sync.results import Result
 
 if TYPE_CHECKING:
     from comfykit._sync._core import ClientCore

@@ -1,6 +1,6 @@
 """Typed view of ``/object_info``: what a node class takes and returns.
 
-Parsing is defensive (COMFYUI_API.md §6): an input spec is ``[TYPE]`` or ``[TYPE, options]``;
+Parsing is defensive (docs/comfyui-api.md §6): an input spec is ``[TYPE]`` or ``[TYPE, options]``;
 ``TYPE`` is a type string, a comma-joined list of types, ``"*"``, ``"COMBO"`` with ``options``, or
 a list of values (the legacy combo form). The raw per-class dict is kept so nothing is lost.
 """
@@ -30,7 +30,7 @@ class InputSpec:
         choices: allowed values of a combo (list form, or ``options`` of a ``"COMBO"`` input);
             ``None`` for other types.
         legacy_combo: True for the list form, which ComfyUI 0.3.75 validates server-side; the
-            ``"COMBO"`` form is not checked by that server (COMFYUI_API.md §6.2).
+            ``"COMBO"`` form is not checked by that server (docs/comfyui-api.md §6.2).
     """
 
     name: str

@@ -1,8 +1,9 @@
 """Client-side validation of API-format prompts, mirroring ComfyUI 0.3.75.
 
 The rules follow ``execution.py: validate_prompt`` / ``validate_inputs`` and
-``comfy_execution/validation.py: validate_node_input`` (COMFYUI_API.md §5-§7). Every finding is a
-:class:`~comfykit.WorkflowProblem` whose ``code`` is the server's error type where one exists.
+``comfy_execution/validation.py: validate_node_input`` (docs/comfyui-api.md §5-§7). Every
+finding is a :class:`~comfykit.WorkflowProblem` whose ``code`` is the server's error type where
+one exists.
 
 Differences from the server, all on purpose:
 

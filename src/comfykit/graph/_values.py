@@ -1,7 +1,7 @@
 """The two kinds of input value that are not plain literals: links and run-time parameters.
 
 Both are small frozen objects, so they can never be confused with a literal list (a literal list
-in the API format is itself read as a link by the server; see COMFYUI_API.md §5.1).
+in the API format is itself read as a link by the server; see docs/comfyui-api.md §5.1).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from comfykit._exceptions import InputError, WorkflowError, WorkflowProblem
 from comfykit.graph._spec import InputSpec, NodeSpec, parse_node_spec
@@ -25,9 +25,6 @@ from comfykit.graph._validate import (
     fmt_value,
     suggest,
 )
-
-if TYPE_CHECKING:
-    from comfykit.graph.workflow import Workflow
 
 __all__ = ["CatalogDiff", "ClassChange", "NodeCatalog"]
 
@@ -326,35 +323,40 @@ class NodeCatalog(Mapping[str, NodeSpec]):
 
     def problems(
         self,
-        workflow: Workflow | Mapping[str, Any],
+        prompt: Mapping[str, Any],
         *,
         params: Mapping[str, Any] | None = None,
         strict: bool = False,
     ) -> list[WorkflowProblem]:
-        """Every problem the server would find in ``workflow``, without raising.
+        """Every problem the server would find in ``prompt``, without raising.
 
         Args:
-            workflow: a :class:`~comfykit.graph.Workflow` or an API-format dict.
-            params: values for the workflow's :class:`~comfykit.graph.Param` inputs.
+            prompt: an API-format prompt (what ``POST /prompt`` takes; its inputs may hold
+                :class:`~comfykit.graph.Param` values). For a :class:`~comfykit.graph.Workflow`,
+                call its :meth:`~comfykit.graph.Workflow.problems` with ``catalog=``.
+            params: values for the prompt's :class:`~comfykit.graph.Param` inputs.
             strict: also check what the 0.3.75 server lets through: every node (not only the
                 outputs and their ancestors), unknown literal input names, hidden inputs,
                 ``"COMBO"`` membership, literals in link-only inputs and strings in BOOLEAN
                 inputs.
         """
-        from comfykit.graph.workflow import Workflow
-
-        prompt = workflow._prompt_view() if isinstance(workflow, Workflow) else workflow
+        given: object = prompt  # callers without types pass anything; a Workflow gets a hint
+        if not isinstance(given, Mapping) and hasattr(given, "to_api"):
+            raise InputError(
+                f"NodeCatalog checks an API-format mapping, got {type(given).__name__}; for a "
+                "Workflow call workflow.problems(catalog=...) or workflow.validate(catalog=...)"
+            )
         return self._validator.check_prompt(prompt, params=params, strict=strict)
 
     def validate(
         self,
-        workflow: Workflow | Mapping[str, Any],
+        prompt: Mapping[str, Any],
         *,
         params: Mapping[str, Any] | None = None,
         strict: bool = False,
     ) -> None:
         """Raise one :class:`~comfykit.WorkflowError` listing every :meth:`problems` entry."""
-        found = self.problems(workflow, params=params, strict=strict)
+        found = self.problems(prompt, params=params, strict=strict)
         if found:
             raise WorkflowError(found)
 

@@ -1,7 +1,7 @@
 """Convert editor-saved (UI-format, litegraph) workflows to the API prompt format, offline.
 
-The ComfyUI editor saves a litegraph document (COMFYUI_API.md §5.3); ``POST /prompt`` only takes
-the API format. The editor converts with ``graphToPrompt`` (ComfyUI_frontend
+The ComfyUI editor saves a litegraph document (docs/comfyui-api.md §5.3); ``POST /prompt`` only
+takes the API format. The editor converts with ``graphToPrompt`` (ComfyUI_frontend
 ``src/utils/executionUtil.ts`` and ``ExecutableNodeDTO``), and this module follows that code:
 
 * widget values come from ``widgets_values`` in the node class's widget order (``input_order``

@@ -526,7 +526,9 @@ class Workflow:
         catalog: NodeCatalog | None = None,
     ) -> list[WorkflowProblem]:
         """Every problem found by ``catalog`` (default: the workflow's own)."""
-        return self._catalog_for(catalog).problems(self, params=params, strict=strict)
+        return self._catalog_for(catalog).problems(
+            self._prompt_view(), params=params, strict=strict
+        )
 
     def validate(
         self,
@@ -536,7 +538,7 @@ class Workflow:
         catalog: NodeCatalog | None = None,
     ) -> None:
         """Raise one :class:`~comfykit.WorkflowError` listing every problem, if any."""
-        self._catalog_for(catalog).validate(self, params=params, strict=strict)
+        self._catalog_for(catalog).validate(self._prompt_view(), params=params, strict=strict)
 
     def _catalog_for(self, catalog: NodeCatalog | None) -> NodeCatalog:
         found = catalog if catalog is not None else self.catalog

@@ -323,7 +323,7 @@ def _hand_built() -> Workflow:
 def test_typed_graph_equals_the_hand_built_one(imported: dict[str, ModuleType]) -> None:
     wf = imported["txt2img"].build(Workflow(CATALOG))
     assert isinstance(wf, Workflow)
-    CATALOG.validate(wf, params={"seed": 7}, strict=True)
+    wf.validate(catalog=CATALOG, params={"seed": 7}, strict=True)
     prompt = wf.to_api(params={"seed": 7})
     CATALOG.validate(prompt, strict=True)
     assert prompt == _hand_built().to_api(params={"seed": 7})
@@ -433,7 +433,7 @@ def test_awkward_names_are_mapped_back(imported: dict[str, ModuleType]) -> None:
     assert prompt["4"]["inputs"] == {"images": ["3", 0], "int": ["2", 1]}
     assert prompt["5"]["inputs"] == {"images": ["2", 1], "int": ["4", 0]}
     assert last.class_type == "Nodes" and last.id == "6"
-    ODD.validate(wf)
+    wf.validate(catalog=ODD)
 
 
 def test_catalogs_without_fingerprint_or_classes(imported: dict[str, ModuleType]) -> None:

@@ -43,7 +43,10 @@ def base() -> dict[str, Any]:
 
 def only(prompt: Any, **kwargs: Any) -> WorkflowProblem:
     """The single problem of ``prompt`` (fails when there are none or several)."""
-    found = CATALOG.problems(prompt, **kwargs)
+    if isinstance(prompt, Workflow):
+        found = prompt.problems(catalog=CATALOG, **kwargs)
+    else:
+        found = CATALOG.problems(prompt, **kwargs)
     assert len(found) == 1, found
     return found[0]
 
@@ -535,7 +538,7 @@ def test_params_are_bound_before_validation() -> None:
     wf = Workflow.from_api(base())
     wf.node("2").inputs["blur_radius"] = Param("radius")
     assert where(only(wf)) == ("2", "blur_radius", "unbound_param")
-    assert CATALOG.problems(wf, params={"radius": 4}) == []
+    assert wf.problems(catalog=CATALOG, params={"radius": 4}) == []
     assert where(only(wf, params={"radius": 40})) == ("2", "blur_radius", "value_bigger_than_max")
     assert where(only(wf, params={"radius": 4, "radious": 1})) == (None, None, "unknown_param")
 

@@ -54,7 +54,7 @@ def test_to_api_shape() -> None:
         },
     }
     json.dumps(wf.to_api())
-    CATALOG.validate(wf)
+    CATALOG.validate(wf.to_api())
     wf.validate()
 
 
@@ -599,3 +599,11 @@ def test_docs_examples_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         if block.startswith("# needs a running ComfyUI"):
             continue
         exec(compile(block, "docs/workflows.md", "exec"), namespace)
+
+
+def test_the_catalog_checks_a_mapping_and_points_a_workflow_to_its_own_methods() -> None:
+    wf = Workflow(CATALOG)
+    wf.add("EmptyImage", width=8, height=8, batch_size=1, color=0)
+    with pytest.raises(InputError, match=r"workflow\.problems\(catalog=\.\.\.\)"):
+        CATALOG.problems(wf)  # type: ignore[arg-type]
+    assert wf.problems(catalog=CATALOG) == CATALOG.problems(wf.to_api())

@@ -1,7 +1,8 @@
-"""Async I/O primitives. Hand-written twin: ``_sync/_backend.py`` (everything else is generated).
+"""Async I/O primitives of ``_async``; the blocking twin is :mod:`comfykit._backends.sync`.
 
-The rest of ``_async`` is turned into ``_sync`` by ``scripts/unasync.py``; only the handful of
-primitives that have no mechanical blocking equivalent live here and in ``_sync/_backend.py``.
+``_async`` is turned into ``_sync`` by ``scripts/unasync.py``; only the handful of primitives
+that have no mechanical blocking equivalent live here and in the sync backend, which offers the
+same names.
 """
 
 from __future__ import annotations
@@ -17,26 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 if TYPE_CHECKING:
     import httpx
     from websockets.asyncio.client import ClientConnection
-
-__all__ = [
-    "READER_IDLE",
-    "READER_POLL",
-    "READER_STEPS_ASIDE",
-    "Background",
-    "Lock",
-    "Mutex",
-    "Signal",
-    "WebSocket",
-    "blocking_fetch",
-    "deadline_scope",
-    "guard_http_pool",
-    "per_call_timeout",
-    "run_detached",
-    "monotonic",
-    "open_websocket",
-    "prefetch",
-    "sleep",
-]
 
 monotonic = time.monotonic
 

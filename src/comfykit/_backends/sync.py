@@ -1,7 +1,7 @@
-"""Blocking I/O primitives. Hand-written twin of ``_async/_backend.py``.
+"""Blocking I/O primitives of ``_sync``; the async twin is :mod:`comfykit._backends.asyncio`.
 
-Everything else in ``_sync`` is generated from ``_async`` by ``scripts/unasync.py``. Only plain
-blocking calls are used, so the sync client also works inside a running event loop (notebooks).
+All of ``_sync`` is generated from ``_async`` by ``scripts/unasync.py``. Only plain blocking
+calls are used, so the sync client also works inside a running event loop (notebooks).
 """
 
 from __future__ import annotations
@@ -12,33 +12,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from comfykit._compat import replace_transport, ws_proxy_configured
+
 if TYPE_CHECKING:
     import httpx
     from websockets.sync.client import ClientConnection
 
-    from websockets.uri import WebSocketURI
-
-    from comfykit._blocking_ws import BlockingWebSocket
-
-__all__ = [
-    "READER_IDLE",
-    "READER_POLL",
-    "READER_STEPS_ASIDE",
-    "Background",
-    "Lock",
-    "Mutex",
-    "Signal",
-    "WebSocket",
-    "blocking_fetch",
-    "deadline_scope",
-    "guard_http_pool",
-    "per_call_timeout",
-    "run_detached",
-    "monotonic",
-    "open_websocket",
-    "prefetch",
-    "sleep",
-]
+    from comfykit._backends.blocking_ws import BlockingWebSocket
 
 monotonic = time.monotonic
 
@@ -192,14 +172,15 @@ class WebSocket:
 def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | None) -> WebSocket:
     """Open a WebSocket with no frame-size limit.
 
-    A direct connection is driven by the thread that reads it (:mod:`comfykit._blocking_ws`): no
-    thread of websockets' own, no hand-over per frame. Through a proxy from the environment, the
-    connection is made by ``websockets.sync``, which knows how to tunnel.
+    A direct connection is driven by the thread that reads it
+    (:mod:`comfykit._backends.blocking_ws`): no thread of websockets' own, no hand-over per
+    frame. Through a proxy from the environment, the connection is made by ``websockets.sync``,
+    which knows how to tunnel.
     """
     from websockets.uri import parse_uri
 
-    if _proxy_for(parse_uri(url)) is None:
-        from comfykit._blocking_ws import connect as connect_direct
+    if not ws_proxy_configured(parse_uri(url)):
+        from comfykit._backends.blocking_ws import connect as connect_direct
 
         return WebSocket(connect_direct(url, headers, open_timeout))
 
@@ -220,22 +201,16 @@ def open_websocket(url: str, headers: Mapping[str, str], open_timeout: float | N
     return WebSocket(conn.__enter__())
 
 
-def _proxy_for(uri: WebSocketURI) -> str | None:
-    """The proxy websockets would use for ``uri`` (it reads the environment)."""
-    from websockets.proxy import get_proxy
-
-    return get_proxy(uri)
-
-
 def guard_http_pool(http: httpx.Client, limits: httpx.Limits) -> None:
     """Make the pool of a client made by comfykit safe under many threads: its transport for
-    direct connections becomes a :class:`~comfykit._guarded_pool.GuardedTransport`. (Passing
-    one as ``transport=`` would make httpx ignore the proxies of the environment, which it
-    mounts next to that transport.)"""
-    from comfykit._guarded_pool import GuardedTransport
+    direct connections becomes a :class:`~comfykit._backends.guarded_pool.GuardedTransport`
+    (nothing changes when the installed httpx keeps its transport or pool elsewhere: see
+    :mod:`comfykit._compat`)."""
+    from comfykit._backends.guarded_pool import GuardedTransport
 
-    http._transport.close()  # httpx's own, unused so far
-    http._transport = GuardedTransport(limits)
+    transport = GuardedTransport(limits)
+    if not (transport.guarded and replace_transport(http, transport)):
+        transport.close()
 
 
 def prefetch(files: Sequence[Any]) -> list[bytes] | None:  # noqa: ARG001 - the async twin uses it

@@ -23,6 +23,8 @@ from types import TracebackType
 import httpcore
 import httpx
 
+from comfykit._compat import replace_pool
+
 __all__ = ["GuardedConnection", "GuardedTransport"]
 
 
@@ -132,14 +134,36 @@ class _GuardedPool(httpcore.ConnectionPool):
 
 
 class GuardedTransport(httpx.HTTPTransport):
-    """``httpx.HTTPTransport`` whose pool keeps running requests' connections open."""
+    """``httpx.HTTPTransport`` whose pool keeps running requests' connections open.
 
-    def __init__(self, limits: httpx.Limits) -> None:  # noqa: D107
-        # ``HTTPTransport.__init__`` only builds ``self._pool``; this builds the same pool
-        # (HTTP/1.1, no retries, httpx's TLS settings) with guarded connections instead.
-        self._pool = _GuardedPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
+    The guard covers the one check that closes a pooled connection from another thread
+    (``has_expired()``). httpcore's pool has a second one, for surplus idle connections: it
+    closes every connection found idle while the pool holds more connections than
+    ``max_keepalive_connections`` (1.0.9 counts all of them, idle or not), and a connection just
+    handed to another thread's request still looks idle until that request starts. With
+    ``max_keepalive_connections == max_connections`` (what comfykit's clients use) the pool
+    never holds more, so that branch never runs: the guard alone is then enough, and no
+    connection is closed and reopened between two requests. Hence the check below.
+    """
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        if limits.max_keepalive_connections != limits.max_connections:
+            raise ValueError(
+                "GuardedTransport needs max_keepalive_connections == max_connections (httpcore "
+                "closes surplus idle connections unguarded), got "
+                f"{limits.max_keepalive_connections} and {limits.max_connections}"
+            )
+        ssl_context = httpx.create_ssl_context()
+        super().__init__(verify=ssl_context, limits=limits)
+        # The same pool httpx built (HTTP/1.1, no retries, the same TLS context) with guarded
+        # connections, swapped in through comfykit._compat.
+        self.guarded = replace_pool(
+            self,
+            _GuardedPool(
+                ssl_context=ssl_context,
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_keepalive_connections,
+                keepalive_expiry=limits.keepalive_expiry,
+            ),
         )
+        """False when the installed httpx keeps its pool elsewhere: then this is httpx's own."""
