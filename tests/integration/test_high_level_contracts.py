@@ -219,8 +219,10 @@ def test_the_prompt_comes_first_and_the_wrong_order_says_so(
     init = tmp_path / "init.png"
     init.write_bytes(_png())
     with ComfyClient(comfyui_url) as comfy:
-        with pytest.raises(InputError, match="the prompt comes first") as info:
-            comfy.img2img(Image.open(init), "red", steps=1)  # type: ignore[arg-type]
+        with Image.open(init) as picture, pytest.raises(
+            InputError, match="the prompt comes first"
+        ) as info:
+            comfy.img2img(picture, "red", steps=1)  # type: ignore[arg-type]
         assert "prompt must be text, got PngImageFile" in str(info.value)
         with pytest.raises(InputError, match=r"prompt 'init.png' is a local file"):
             comfy.img2img("init.png", "red", steps=1)
