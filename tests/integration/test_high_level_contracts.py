@@ -222,7 +222,7 @@ def test_the_prompt_comes_first_and_the_wrong_order_says_so(
         with Image.open(init) as picture, pytest.raises(
             InputError, match="the prompt comes first"
         ) as info:
-            comfy.img2img(picture, "red", steps=1)  # type: ignore[arg-type]
+            comfy.img2img(picture, "red", steps=1)
         assert "prompt must be text, got PngImageFile" in str(info.value)
         with pytest.raises(InputError, match=r"prompt 'init.png' is a local file"):
             comfy.img2img("init.png", "red", steps=1)
