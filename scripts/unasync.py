@@ -18,6 +18,7 @@ what is checked in, with ``--check``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import re
 import subprocess
@@ -153,13 +154,22 @@ def tidy(source: str, path: Path) -> str:
     files are then linted like every other."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "ruff", "check", "--fix-only", "--quiet",
+            [*_ruff(), "check", "--fix-only", "--quiet",
              "--select", "I,F401", "--stdin-filename", str(path), "-"],
             input=source, capture_output=True, text=True, check=True,
         )  # fmt: skip
     except (OSError, subprocess.CalledProcessError) as exc:
         raise SystemExit(f"unasync needs ruff (make install): {exc}") from exc
     return done.stdout
+
+
+def _ruff() -> list[str]:
+    """The pinned ruff: this interpreter's, else the project's virtualenv's (``make install``),
+    so ``python3 scripts/unasync.py --check`` works outside the virtualenv too."""
+    if importlib.util.find_spec("ruff") is not None:
+        return [sys.executable, "-m", "ruff"]
+    venv_ruff = ROOT.parents[1] / ".venv" / "bin" / "ruff"
+    return [str(venv_ruff)] if venv_ruff.exists() else ["ruff"]
 
 
 def expected(
