@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import httpx
 
 __all__ = [
@@ -21,6 +23,7 @@ __all__ = [
     "ComfyTimeoutError",
     "EventLoopError",
     "ExecutionError",
+    "FileSaveError",
     "InputError",
     "JobError",
     "JobInterrupted",
@@ -74,6 +77,19 @@ class EventLoopError(ComfyError, RuntimeError):
     each time. Make one client per loop (``async with AsyncComfyClient(...)`` inside the
     coroutine you run), or use the blocking ``ComfyClient``.
     """
+
+
+class FileSaveError(ComfyError, OSError):
+    """A file could not be written where the caller asked (no permission, no space, a file where
+    a folder should be, ...). The underlying ``OSError`` is the ``__cause__``.
+
+    Attributes:
+        path: the destination as the caller gave it.
+    """
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class APIStatusError(ComfyError):

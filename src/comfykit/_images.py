@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfykit._exceptions import ComfyConnectionError, ComfyError, InputError
+from comfykit._files import check_writable_dir, is_folder, save_bytes
 from comfykit._types import FileRef
 
 if TYPE_CHECKING:
@@ -79,49 +81,40 @@ class GenerationResult:
             self._images = decoded
         return self._images
 
-    def save(self, directory: str | Path, *, prefix: str | None = None) -> list[Path]:
-        """Write the images into ``directory`` (created) under names that never overwrite."""
-        target = Path(directory)
-        target.mkdir(parents=True, exist_ok=True)
+    def save(
+        self, dest: str | Path, *, prefix: str | None = None, overwrite: bool = False
+    ) -> list[Path]:
+        """Write the images and return their paths.
+
+        ``dest`` is a folder (a trailing separator, an existing folder, or a name without an
+        extension; created) or, for a single image, a file path. ``prefix`` replaces the
+        server's file names. An existing file is never overwritten unless ``overwrite=True``:
+        the next free ``name-1.ext`` is taken (or the existing file, when it holds the same
+        bytes). Raises ``FileSaveError`` naming ``dest`` when it cannot be written.
+        """
+        files = list(self.image_files)
+        if len(files) > 1 and not is_folder(dest):
+            raise InputError(
+                f"dest={os.fspath(dest)!r} is a file name but the result has {len(files)} "
+                "images: give a folder (e.g. 'out/')"
+            )
         written = []
-        for ref, data in zip(self.image_files, self.image_bytes(), strict=True):
-            stem = Path(ref.filename).stem if prefix is None else prefix
+        for ref, data in zip(files, self.image_bytes(), strict=True):
             suffix = Path(ref.filename).suffix or ".png"
-            path = _unique(target, stem, suffix)
-            path.write_bytes(data)
-            written.append(path)
+            name = ref.filename if prefix is None else f"{prefix}{suffix}"
+            written.append(save_bytes(data, dest, name, overwrite=overwrite))
         return written
 
     def grid(self, columns: int | None = None) -> Image:
         """All images side by side (rows of ``columns``), for a quick look at a batch."""
-        from PIL import Image as PILImage
-
-        images = self.images
-        if not images:
-            raise InputError("the result has no images")
-        cols = columns or min(len(images), 4)
-        rows = (len(images) + cols - 1) // cols
-        w = max(i.width for i in images)
-        h = max(i.height for i in images)
-        sheet = PILImage.new("RGB", (cols * w, rows * h), "white")
-        for n, img in enumerate(images):
-            sheet.paste(img.convert("RGB"), ((n % cols) * w, (n // cols) * h))
-        return sheet
+        return _grid(self.images, columns)
 
     def _repr_png_(self) -> bytes | None:
-        if not self.image_files:
-            return None
-        buf = io.BytesIO()
-        (self.images[0] if len(self.images) == 1 else self.grid()).save(buf, format="PNG")
-        return buf.getvalue()
+        return _png(self.images) if self.image_files else None
 
     def _repr_html_(self) -> str:
-        png = self._repr_png_()
         head = f"<p>prompt {self.prompt_id} · seed {self.seed} · {len(self.files)} file(s)</p>"
-        if png is None:
-            return head
-        data = base64.b64encode(png).decode("ascii")
-        return f'{head}<img src="data:image/png;base64,{data}" style="max-width:100%"/>'
+        return _html(head, self._repr_png_())
 
     def __repr__(self) -> str:
         return (
@@ -129,13 +122,35 @@ class GenerationResult:
         )
 
 
-def _unique(directory: Path, stem: str, suffix: str) -> Path:
-    path = directory / f"{stem}{suffix}"
-    n = 1
-    while path.exists():
-        path = directory / f"{stem}-{n}{suffix}"
-        n += 1
-    return path
+def _grid(images: Sequence[Image], columns: int | None) -> Image:
+    from PIL import Image as PILImage
+
+    if not images:
+        raise InputError("there are no images to show")
+    cols = columns or min(len(images), 4)
+    rows = (len(images) + cols - 1) // cols
+    w = max(i.width for i in images)
+    h = max(i.height for i in images)
+    sheet = PILImage.new("RGB", (cols * w, rows * h), "white")
+    for n, img in enumerate(images):
+        sheet.paste(img.convert("RGB"), ((n % cols) * w, (n // cols) * h))
+    return sheet
+
+
+def _png(images: Sequence[Image]) -> bytes | None:
+    """One image as PNG bytes, several as a grid; None when there is nothing to show."""
+    if not images:
+        return None
+    buf = io.BytesIO()
+    (images[0] if len(images) == 1 else _grid(images, None)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _html(head: str, png: bytes | None) -> str:
+    if png is None:
+        return head
+    data = base64.b64encode(png).decode("ascii")
+    return f'{head}<img src="data:image/png;base64,{data}" style="max-width:100%"/>'
 
 
 @dataclass
@@ -183,6 +198,34 @@ class BatchResult:
         for item in self.items:
             if item.error is not None:
                 raise item.error
+
+    def save(
+        self, dest: str | Path, *, prefix: str | None = None, overwrite: bool = False
+    ) -> list[Path]:
+        """Write every successful item's images into the folder ``dest`` (created), in input
+        order, under the rule of :meth:`GenerationResult.save`; failed items are skipped."""
+        if not is_folder(dest):
+            raise InputError(
+                f"dest={os.fspath(dest)!r} is a file name: a batch is saved into a folder "
+                "(e.g. 'out/')"
+            )
+        folder = check_writable_dir(dest)
+        return [p for r in self.results for p in r.save(folder, prefix=prefix, overwrite=overwrite)]
+
+    def grid(self, columns: int | None = None) -> Image:
+        """Every successful item's images side by side, in input order."""
+        return _grid([img for r in self.results for img in r.images], columns)
+
+    def _repr_png_(self) -> bytes | None:
+        return _png([img for r in self.results for img in r.images])
+
+    def _repr_html_(self) -> str:
+        failed = len(self.errors)
+        head = f"<p>batch of {len(self.items)} · {len(self.results)} ok · {failed} failed</p>"
+        return _html(head, self._repr_png_())
+
+    def __repr__(self) -> str:
+        return f"<BatchResult items={len(self.items)} ok={len(self.results)}>"
 
 
 def file_ref_of(value: Any) -> FileRef:

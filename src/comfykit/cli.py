@@ -44,12 +44,14 @@ from comfykit._exceptions import (
     ComfyConnectionError,
     ComfyError,
     ComfyTimeoutError,
+    FileSaveError,
     InputError,
     JobError,
     NotFoundError,
     PromptValidationError,
     WorkflowError,
 )
+from comfykit._files import check_writable_dir
 from comfykit._version import __version__
 
 if TYPE_CHECKING:
@@ -93,7 +95,7 @@ def exit_code(exc: BaseException) -> int:
     """The exit code ``comfykit`` returns for an error (see the module docstring)."""
     if isinstance(exc, JobError):
         return EXIT_JOB_FAILED
-    if isinstance(exc, (InputError, WorkflowError, PromptValidationError)):
+    if isinstance(exc, (InputError, WorkflowError, PromptValidationError, FileSaveError)):
         return EXIT_USAGE
     if isinstance(exc, ComfyConnectionError):
         return EXIT_UNREACHABLE
@@ -117,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"comfykit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument(
@@ -285,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(None if argv is None else list(argv))
     except SystemExit as exc:  # argparse: --help, --version, or a usage error (already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command is None:  # bare `comfykit`: say what it can do
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
@@ -347,6 +352,7 @@ def _want_progress(args: argparse.Namespace) -> bool:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    check_writable_dir(args.output_dir)  # before the job runs, not after
     with _client(args) as comfy:
         result = comfy.generate(
             args.prompt,
@@ -456,6 +462,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from comfykit.graph.ui_format import ui_to_api
 
     kind, data = _load_document(args.workflow)
+    check_writable_dir(args.output_dir)  # before the job runs, not after
     with _client(args) as comfy:
         catalog = comfy.catalog() if kind == "ui" or args.validate else None
         api = ui_to_api(data, catalog) if kind == "ui" and catalog is not None else data
@@ -472,11 +479,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             with contextlib.suppress(ComfyError):
                 job.cancel()
             raise
-        args.output_dir.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
         for file in result.files:
-            path = _unique_path(args.output_dir, file.filename)
-            comfy.download(file, path)
+            path = comfy.download(file, args.output_dir)
+            assert isinstance(path, Path)
             written.append(path)
     elapsed = time.monotonic() - started
     if args.json:
@@ -510,17 +516,6 @@ def _follow(job: Job, args: argparse.Namespace) -> Any:
         return job.result(timeout=args.timeout, cancel_on_timeout=cancel)
     finally:
         reporter.close()
-
-
-def _unique_path(directory: Path, filename: str) -> Path:
-    name = Path(filename).name or "output"
-    stem, suffix = Path(name).stem, Path(name).suffix
-    path = directory / name
-    n = 1
-    while path.exists():
-        path = directory / f"{stem}-{n}{suffix}"
-        n += 1
-    return path
 
 
 # --------------------------------------------------------------------------------------------

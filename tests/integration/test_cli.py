@@ -173,7 +173,9 @@ def test_url_defaults_to_the_environment(
 
 
 def test_usage_errors_exit_2(capsys: Capture) -> None:
-    assert _run([], capsys)[0] == EXIT_USAGE
+    code, out, err = _run([], capsys)  # bare `comfykit` lists what it can do
+    assert code == EXIT_USAGE and out == ""
+    assert all(c in err for c in ("generate", "run", "convert", "codegen", "catalog", "info"))
     assert _run(["generate"], capsys)[0] == EXIT_USAGE
     code, _, err = _run(["generate", "x", "-W", "wide"], capsys)
     assert code == EXIT_USAGE and "invalid int value" in err
@@ -247,11 +249,38 @@ def test_run_downloads_every_file_and_never_overwrites(
     assert code == EXIT_OK, err
     first = out.splitlines()
     assert len(first) == 2  # the saved image and the temp preview
+    # Served from the cache: the same server files, already here byte for byte: no duplicates.
     code, out, err = _run(["run", wf, "--url", comfyui_url, "-o", str(out_dir)], capsys)
-    assert code == EXIT_OK, err  # served from the cache: same server files
-    second = out.splitlines()
-    assert len(second) == 2 and not set(first) & set(second)
-    assert len(list(out_dir.iterdir())) == 4
+    assert code == EXIT_OK, err
+    assert sorted(out.splitlines()) == sorted(first)
+    assert len(list(out_dir.iterdir())) == 2
+    # A different file under the same name is kept, and the download takes the next name.
+    mine, other = (Path(p) for p in sorted(first))
+    mine.write_bytes(b"mine")
+    code, out, err = _run(["run", wf, "--url", comfyui_url, "-o", str(out_dir)], capsys)
+    assert code == EXIT_OK, err
+    third = sorted(out.splitlines())
+    assert third == sorted([str(mine.with_name(f"{mine.stem}-1{mine.suffix}")), str(other)])
+    assert mine.read_bytes() == b"mine" and len(list(out_dir.iterdir())) == 3
+
+
+def test_an_unwritable_output_dir_fails_before_the_job_is_sent(
+    comfyui_url: str, tmp_path: Path, capsys: Capture
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    blocked = tmp_path / "a-file" / "out"
+    wf = _write(tmp_path / "wf.json", graphs.invert(random.randrange(0xFFFFFF)))
+    with ComfyClient(comfyui_url) as comfy:
+        before = len(comfy.history())
+        for argv in (
+            ["run", wf, "--url", comfyui_url, "-o", str(blocked)],
+            ["generate", "a fox", "--url", comfyui_url, "-W", "64", "-H", "64", "--steps", "1",
+             "-o", str(blocked)],
+        ):  # fmt: skip
+            code, out, err = _run(argv, capsys)
+            assert code == EXIT_USAGE and out == ""
+            _assert_clean_error(err, f"cannot save to {str(blocked)!r}", "Not a directory")
+        assert len(comfy.history()) == before and comfy.queue().pending == []
 
 
 def test_run_text_outputs_json_and_stdin(

@@ -20,6 +20,7 @@ from comfykit import (
     ComfyTimeoutError,
     EventLoopError,
     ExecutionError,
+    FileSaveError,
     InputError,
     JobInterrupted,
     JobStatus,
@@ -230,3 +231,45 @@ def test_the_prompt_comes_first_and_the_wrong_order_says_so(
         assert ok.images[0].size == (64, 64)
         masked = comfy.inpaint("red", init, _png(), steps=1, model=CHECKPOINT_NAME)
         assert masked.images[0].size == (64, 64)
+
+
+# -- saving: one rule, typed errors ---------------------------------------------------------
+
+
+def test_output_file_save_into_a_new_folder_never_overwrites(
+    comfyui_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with ComfyClient(comfyui_url) as comfy:
+        first = comfy.run(graphs.invert(0x102030)).images[0]
+        path = first.save("out/")  # the documented snippet; "out" does not exist yet
+        assert path is not None and path.parent == Path("out") and Path("out").is_dir()
+        assert path.name == first.filename and path.read_bytes() == first.read()
+        assert first.save("out/") == path  # the same file again: nothing new
+        second = comfy.run(graphs.invert(0x405060)).images[0]
+        named = second.save(path)  # an existing name with other bytes: the next free name
+        assert named == path.with_name(f"{path.stem}-1{path.suffix}")
+        assert path.read_bytes() == first.read() and named.read_bytes() == second.read()
+        assert second.save(path, overwrite=True) == path and path.read_bytes() == second.read()
+
+
+def test_file_system_errors_after_a_job_are_typed_and_name_the_destination(
+    comfyui_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    blocked = tmp_path / "a-file" / "out"
+    with ComfyClient(comfyui_url) as comfy:
+        result = comfy.run(graphs.invert(0x708090))
+        for save in (
+            lambda: result.images[0].save(blocked / "x.png"),
+            lambda: comfy.download(result.images[0], blocked / "x.png"),
+        ):
+            with pytest.raises(FileSaveError) as info:
+                save()
+            message = str(info.value)
+            assert str(blocked / "x.png") in message and ".part" not in message
+            assert "Not a directory" in message and isinstance(info.value, ComfyError)
+        generated = comfy.generate("a fox", width=64, height=64, steps=1, model=CHECKPOINT_NAME)
+        with pytest.raises(FileSaveError, match=f"cannot save to {str(blocked)!r}"):
+            generated.save(blocked)
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # no stray temporary files

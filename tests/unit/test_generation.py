@@ -200,12 +200,44 @@ def test_save_never_overwrites(tmp_path: Path) -> None:
     (tmp_path / "a_00001_.png").write_bytes(b"precious")
     first = result.save(tmp_path)
     assert [p.name for p in first] == ["a_00001_-1.png", "a_00001_-2.png"]
-    second = result.save(tmp_path)
-    assert [p.name for p in second] == ["a_00001_-3.png", "a_00001_-4.png"]
+    assert result.save(tmp_path) == first  # the same bytes again: nothing new written
     assert (tmp_path / "a_00001_.png").read_bytes() == b"precious"
     assert [p.read_bytes() for p in first] == data
     named = result.save(tmp_path / "new" / "dir", prefix="fox")
     assert [p.name for p in named] == ["fox.png", "fox-1.png"]
+    forced = result.save(tmp_path, overwrite=True)
+    assert [p.name for p in forced] == ["a_00001_.png", "a_00001_.png"]
+    assert (tmp_path / "a_00001_.png").read_bytes() == data[1]
+
+
+def test_save_to_a_folder_or_a_file_name(tmp_path: Path) -> None:
+    one = _result(["x_00001_.png"], [_png((8, 8), (1, 2, 3))])
+    assert one.save(f"{tmp_path}/out/") == [tmp_path / "out" / "x_00001_.png"]
+    assert one.save(tmp_path / "cat.png") == [tmp_path / "cat.png"]
+    two = _result(["a.png", "b.png"], [_png((8, 8), (1, 2, 3)), _png((8, 8), (3, 2, 1))])
+    with pytest.raises(InputError, match=r"is a file name but the result has 2 images"):
+        two.save(tmp_path / "cat.png")
+
+
+def test_batch_results_save_and_show_themselves(tmp_path: Path) -> None:
+    ok = [_result([f"b{i}.png"], [_png((8, 8), (i * 40, 0, 0))]) for i in range(2)]
+    failed = BatchItem(index=1, request=None, error=InputError("nope"))
+    batch = BatchResult(
+        items=[BatchItem(0, None, result=ok[0]), failed, BatchItem(2, None, result=ok[1])]
+    )
+    paths = batch.save(tmp_path / "batch")
+    assert [p.name for p in paths] == ["b0.png", "b1.png"]
+    assert [p.read_bytes() for p in paths] == [r.image_bytes()[0] for r in ok]
+    with pytest.raises(InputError, match="a batch is saved into a folder"):
+        batch.save(tmp_path / "one.png")
+    png = batch._repr_png_()
+    assert png is not None
+    with Image.open(io.BytesIO(png)) as grid:
+        assert grid.size == (16, 8)  # the two good images side by side
+    html = batch._repr_html_()
+    assert "batch of 3 · 2 ok · 1 failed" in html and "data:image/png;base64," in html
+    assert BatchResult(items=[BatchItem(0, None, error=InputError("x"))])._repr_png_() is None
+    assert repr(batch) == "<BatchResult items=3 ok=2>"
 
 
 def test_images_are_fetched_once_and_only_images() -> None:

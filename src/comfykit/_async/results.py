@@ -53,13 +53,17 @@ class AsyncOutputFile(FileRef):
         assert isinstance(data, bytes)
         return data
 
-    async def save(self, dest: str | Path | IO[bytes]) -> Path | None:
-        """Stream the file to ``dest`` (a path, a directory, or a binary file object)."""
-        target: str | Path | IO[bytes] = dest
-        if isinstance(dest, (str, Path)) and Path(dest).is_dir():
-            target = Path(dest) / self.filename
-        await self._require_client().download(self, target)
-        return Path(target) if isinstance(target, (str, Path)) else None
+    async def save(self, dest: str | Path | IO[bytes], *, overwrite: bool = False) -> Path | None:
+        """Stream the file to ``dest``: a folder (a trailing separator or an existing folder;
+        created), a file path, or a binary file object.
+
+        An existing file is never overwritten unless ``overwrite=True``: the next free
+        ``name-1.ext`` is taken instead (or the existing file, when it holds the same bytes).
+        Returns the path written. Raises ``FileSaveError`` naming ``dest`` when it cannot be
+        written.
+        """
+        written = await self._require_client().download(self, dest, overwrite=overwrite)
+        return written if isinstance(written, Path) else None
 
     async def to_pil(self) -> Image:
         """Download and decode the file as a PIL image (imports PIL)."""

@@ -47,6 +47,7 @@ from comfykit._exceptions import (
     NotFoundError,
     ServerError,
 )
+from comfykit._files import FileWriter
 from comfykit._protocol.prompt import (
     PromptInput,
     node_errors_from_body,
@@ -545,33 +546,47 @@ class ClientCore:
         self,
         ref: FileRef | Mapping[str, Any] | str,
         dest: str | Path | IO[bytes] | None = None,
+        *,
+        overwrite: bool = False,
     ) -> bytes | Path | None:
-        """Fetch a file: its bytes, or streamed into ``dest`` (a path or binary file) in chunks."""
-        params = file_ref(ref).view_params()
+        """Fetch a file: its bytes, or streamed in chunks into ``dest``.
+
+        ``dest`` is a binary file object, or a path under the save rule: a trailing separator or
+        an existing folder means a folder (created; the file keeps its name), anything else the
+        file's path; an existing name is never overwritten unless ``overwrite=True`` (the next
+        free ``name-1.ext`` is taken, unless the existing file holds the same bytes). Returns the
+        path written. File-system failures raise ``FileSaveError`` naming ``dest``.
+        """
+        fref = file_ref(ref)
+        params = fref.view_params()
         if dest is None:
             response = self._request("GET", "/view", params=params)
             return response.content
-        response = self._request("GET", "/view", params=params, stream=True)
+        writer = (
+            FileWriter(dest, fref.filename, overwrite=overwrite).open()
+            if isinstance(dest, (str, Path))
+            else None
+        )
         try:
-            if isinstance(dest, (str, Path)):
-                path = Path(dest)
-                tmp = path.with_name(path.name + ".part")
-                try:
-                    with open(tmp, "wb") as fh:
-                        for chunk in response.iter_bytes():
-                            fh.write(chunk)
-                except BaseException:
-                    tmp.unlink(missing_ok=True)
-                    raise
-                tmp.replace(path)
-                return path
-            for chunk in response.iter_bytes():
-                dest.write(chunk)
-            return None
-        except httpx.TransportError as exc:
-            raise ComfyConnectionError(f"download of {params['filename']} broke: {exc!r}") from exc
-        finally:
-            response.close()
+            response = self._request("GET", "/view", params=params, stream=True)
+            try:
+                for chunk in response.iter_bytes():
+                    if writer is not None:
+                        writer.write(chunk)
+                    else:
+                        assert not isinstance(dest, (str, Path))
+                        dest.write(chunk)
+            except httpx.TransportError as exc:
+                raise ComfyConnectionError(
+                    f"download of {params['filename']} broke: {exc!r}"
+                ) from exc
+            finally:
+                response.close()
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        return writer.commit() if writer is not None else None
 
     # -- catalog --------------------------------------------------------------------------
     def catalog(self, *, refresh: bool = False) -> NodeCatalog:
