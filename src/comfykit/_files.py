@@ -47,10 +47,25 @@ def target_path(dest: str | os.PathLike[str], filename: str) -> Path:
     return Path(dest)
 
 
-def check_writable_dir(directory: str | os.PathLike[str]) -> Path:
-    """Create ``directory`` if needed and prove a file can be written there, before any work
-    that would otherwise be lost (the CLI checks ``-o`` before it submits)."""
+def check_writable_dir(directory: str | os.PathLike[str], *, create: bool = True) -> Path:
+    """Prove a file can be written in ``directory`` before work that would otherwise be lost
+    (the CLI checks ``-o`` before it submits). ``create=False`` only looks: the folder, or the
+    nearest part of it that exists, must be a writable folder."""
     path = Path(directory)
+    if not create:
+        existing = path
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise FileSaveError(
+                f"cannot save to {os.fspath(directory)!r}: Not a directory ({existing} is a file)",
+                path=path,
+            )
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise FileSaveError(
+                f"cannot save to {os.fspath(directory)!r}: Permission denied", path=path
+            )
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):

@@ -352,7 +352,7 @@ def _want_progress(args: argparse.Namespace) -> bool:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    check_writable_dir(args.output_dir)  # before the job runs, not after
+    check_writable_dir(args.output_dir, create=False)  # before the job runs, not after
     with _client(args) as comfy:
         result = comfy.generate(
             args.prompt,
@@ -462,7 +462,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from comfykit.graph.ui_format import ui_to_api
 
     kind, data = _load_document(args.workflow)
-    check_writable_dir(args.output_dir)  # before the job runs, not after
+    check_writable_dir(args.output_dir, create=False)  # before the job runs, not after
     with _client(args) as comfy:
         catalog = comfy.catalog() if kind == "ui" or args.validate else None
         api = ui_to_api(data, catalog) if kind == "ui" and catalog is not None else data
@@ -511,7 +511,10 @@ def _follow(job: Job, args: argparse.Namespace) -> Any:
     cancel = not args.keep_on_timeout
     try:
         if reporter.active:
-            for event in job.events(timeout=args.timeout, cancel_on_timeout=cancel):
+            events = job.events(
+                timeout=args.timeout, cancel_on_timeout=cancel, on_queued=reporter.on_queued
+            )
+            for event in events:
                 reporter(event)
         return job.result(timeout=args.timeout, cancel_on_timeout=cancel)
     finally:

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -260,10 +261,11 @@ def test_file_system_errors_after_a_job_are_typed_and_name_the_destination(
     blocked = tmp_path / "a-file" / "out"
     with ComfyClient(comfyui_url) as comfy:
         result = comfy.run(graphs.invert(0x708090))
-        for save in (
+        saves: list[Callable[[], object]] = [
             lambda: result.images[0].save(blocked / "x.png"),
             lambda: comfy.download(result.images[0], blocked / "x.png"),
-        ):
+        ]
+        for save in saves:
             with pytest.raises(FileSaveError) as info:
                 save()
             message = str(info.value)
@@ -273,3 +275,32 @@ def test_file_system_errors_after_a_job_are_typed_and_name_the_destination(
         with pytest.raises(FileSaveError, match=f"cannot save to {str(blocked)!r}"):
             generated.save(blocked)
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # no stray temporary files
+
+
+# -- progress bars: the queue, and no silence without the WebSocket -------------------------
+
+
+def test_the_progress_bar_shows_the_queue_position_while_waiting(
+    comfyui_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ComfyClient(comfyui_url) as comfy:
+        _wait_until_idle(comfy)
+        blocker = comfy.submit(graphs.sleep(1.5, value=time.time_ns() % 10**6))
+        result = comfy.generate(
+            "a fox", width=64, height=64, steps=2, model=CHECKPOINT_NAME, progress=True
+        )
+        assert blocker.status is JobStatus.SUCCEEDED and result.images
+    err = capsys.readouterr().err
+    assert "txt2img (queued, 1 ahead)" in err and "txt2img (starting)" in err, err
+    assert "2/2" in err and err.endswith("\n")
+
+
+def test_progress_with_ws_false_says_there_is_no_step_progress(
+    comfyui_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ComfyClient(comfyui_url, ws=False) as comfy:
+        result = comfy.generate(
+            "a fox", width=64, height=64, steps=1, model=CHECKPOINT_NAME, progress=True
+        )
+        assert result.images
+    assert "no step progress without the WebSocket (ws=False)" in capsys.readouterr().err

@@ -77,4 +77,9 @@ def test_file_system_errors_are_typed_and_name_the_callers_destination(tmp_path:
     assert isinstance(err.__cause__, OSError)
     with pytest.raises(FileSaveError, match="Not a directory"):
         check_writable_dir(dest)
+    with pytest.raises(FileSaveError, match=r"Not a directory \(.*a-file is a file\)"):
+        check_writable_dir(dest / "deeper", create=False)
+    look = tmp_path / "look" / "only"
+    assert check_writable_dir(look, create=False) == look
+    assert not (tmp_path / "look").exists()  # looking creates nothing
     assert check_writable_dir(tmp_path / "new" / "deep") == tmp_path / "new" / "deep"

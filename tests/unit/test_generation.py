@@ -359,3 +359,44 @@ def test_progress_bar_without_tqdm(
     reporter.close()
     err = capsys.readouterr().err
     assert err == "\rimg2img: 1/4\rimg2img: 2/4\n\rimg2img: 1/2\n"
+
+
+def test_progress_bar_rate_starts_sane_and_the_bar_stays(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    reporter = ProgressReporter(bar=True, description="txt2img")
+    reporter(Progress(prompt_id="p", value=1, max=8))
+    first = capsys.readouterr().err
+    assert "1/8" in first and "?step/s" in first  # no rate from one step in no time
+    reporter(Progress(prompt_id="p", value=8, max=8))
+    reporter.close()
+    last = capsys.readouterr().err
+    assert "8/8" in last and last.endswith("\n")  # left on screen when done
+
+
+def test_progress_bar_shows_the_queue_position_then_the_steps(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    reporter = ProgressReporter(bar=True, description="txt2img")
+    assert reporter.on_queued is not None
+    reporter.queued(2)
+    reporter.queued(0)
+    reporter(Progress(prompt_id="p", value=1, max=2))
+    reporter.queued(1)  # too late: the steps bar is up
+    reporter.close()
+    err = capsys.readouterr().err
+    assert err.startswith("\rtxt2img (queued, 2 ahead): 0/?\rtxt2img (next in the queue): 0/?")
+    assert err.endswith("\r\x1b[2K\rtxt2img: 1/2\n")  # the queue line is cleared
+    assert ProgressReporter(description="x").on_queued is None  # no bar, no /queue polling
+
+
+def test_progress_without_the_websocket_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    reporter = ProgressReporter(bar=True, description="txt2img", live=False)
+    reporter.queued(None)
+    reporter.close()
+    err = capsys.readouterr().err
+    assert "no step progress without the WebSocket (ws=False)" in err and err.endswith("\n")

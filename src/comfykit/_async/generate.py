@@ -103,6 +103,7 @@ class AsyncGenerateMixin(AsyncClientCore):
             on_progress=job_options.get("on_progress"),
             on_preview=job_options.get("on_preview"),
             description=kind,
+            live=self._use_ws,
         )
         started = time.time()
         job = await self.submit(workflow, validate=True)
@@ -312,7 +313,10 @@ async def _collect(
     """Wait for ``job`` (feeding ``reporter``) and wrap its outputs as a GenerationResult."""
     try:
         if reporter is not None and reporter.active:
-            async for event in job.events(timeout=timeout, cancel_on_timeout=cancel_on_timeout):
+            events = job.events(
+                timeout=timeout, cancel_on_timeout=cancel_on_timeout, on_queued=reporter.on_queued
+            )
+            async for event in events:
                 reporter(event)
         result = await job.result(timeout=timeout, cancel_on_timeout=cancel_on_timeout)
     finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from comfykit._async.results import AsyncResult
@@ -52,6 +52,7 @@ class AsyncJobContext(Protocol):
 
 _HISTORY_RETRIES = 20
 _POLL_MAX = 1.0
+_QUEUE_TICK = 1.0
 
 
 class AsyncJob:
@@ -225,9 +226,20 @@ class AsyncJob:
         )
 
     async def events(
-        self, timeout: float | None = None, *, cancel_on_timeout: bool = False
+        self,
+        timeout: float | None = None,
+        *,
+        cancel_on_timeout: bool = False,
+        on_queued: Callable[[int | None], None] | None = None,
     ) -> AsyncIterator[Event]:
         """This job's events as they arrive, from the first one; ends when the job is done.
+
+        Args:
+            timeout: seconds to wait for the job to finish.
+            cancel_on_timeout: cancel the job on the server when ``timeout`` runs out.
+            on_queued: called about once a second while the job waits in the server's queue,
+                with the number of prompts ahead of it (:meth:`queue_position`), and once
+                with ``None`` when it leaves the queue.
 
         Raises:
             JobTimeoutError: the job did not finish within ``timeout`` seconds (as
@@ -236,6 +248,7 @@ class AsyncJob:
         deadline = self._deadline(timeout)
         seen = 0
         tracker = self._tracker
+        watching = on_queued is not None
         while True:
             while seen < len(tracker.events):
                 event = tracker.events[seen]
@@ -246,9 +259,33 @@ class AsyncJob:
             try:
                 if deadline is not None and backend.monotonic() >= deadline:
                     raise ComfyTimeoutError("timed out")
+                if watching and on_queued is not None:
+                    if tracker.status is JobStatus.QUEUED:
+                        on_queued(await self.queue_position())
+                        await self._tick(seen, deadline, _QUEUE_TICK)
+                        continue
+                    on_queued(None)
+                    watching = False
                 await self._step(seen, deadline)
             except ComfyTimeoutError as exc:
                 raise await self._timed_out(timeout, cancel_on_timeout) from exc
+
+    async def queue_position(self) -> int | None:
+        """How many prompts the server runs before this one (``0``: it is next), from
+        ``/queue``; ``None`` once it runs or has finished."""
+        queue = await self._context.client.queue()
+        if not any(item.prompt_id == self.prompt_id for item in queue.pending):
+            return None
+        return queue.prompt_ids.index(self.prompt_id)
+
+    async def _tick(self, seen: int, deadline: float | None, seconds: float) -> None:
+        """One :meth:`_step`, given up after ``seconds`` (the job's own deadline still holds)."""
+        tick = backend.monotonic() + seconds
+        try:
+            await self._step(seen, tick if deadline is None else min(tick, deadline))
+        except ComfyTimeoutError:
+            if deadline is not None and backend.monotonic() >= deadline:
+                raise
 
     async def cancel(self) -> None:
         """Remove the job from the queue if pending, or interrupt it (only it) if running."""

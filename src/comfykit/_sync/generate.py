@@ -104,6 +104,7 @@ class GenerateMixin(ClientCore):
             on_progress=job_options.get("on_progress"),
             on_preview=job_options.get("on_preview"),
             description=kind,
+            live=self._use_ws,
         )
         started = time.time()
         job = self.submit(workflow, validate=True)
@@ -313,7 +314,10 @@ def _collect(
     """Wait for ``job`` (feeding ``reporter``) and wrap its outputs as a GenerationResult."""
     try:
         if reporter is not None and reporter.active:
-            for event in job.events(timeout=timeout, cancel_on_timeout=cancel_on_timeout):
+            events = job.events(
+                timeout=timeout, cancel_on_timeout=cancel_on_timeout, on_queued=reporter.on_queued
+            )
+            for event in events:
                 reporter(event)
         result = job.result(timeout=timeout, cancel_on_timeout=cancel_on_timeout)
     finally:
