@@ -4,7 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install comfyui demo test lint typecheck docs unit integration bench unasync clean
+# The lowest Python comfykit supports (pyproject's requires-python): the unit tests run there too.
+PY_MIN     ?= 3.10
+PY_MIN_BIN ?= $(or $(lastword $(wildcard $(HOME)/.pyenv/versions/$(PY_MIN).*/bin/python$(PY_MIN))),$(shell command -v python$(PY_MIN) 2>/dev/null))
+VENV_MIN   := .venv-py$(PY_MIN)
+STAMP_MIN  := $(VENV_MIN)/.installed-stamp
+
+.PHONY: install comfyui demo test lint typecheck docs unit unit-min integration bench unasync clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,11 +42,22 @@ docs: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
+## The unit tests on the lowest supported Python (fails, never skips, when it is not found).
+$(STAMP_MIN): pyproject.toml
+	@test -n "$(PY_MIN_BIN)" || { echo "Python $(PY_MIN) not found: set PY_MIN_BIN" >&2; exit 1; }
+	$(PY_MIN_BIN) -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
+	$(VENV_MIN)/bin/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	touch $(STAMP_MIN)
+
+unit-min: $(STAMP_MIN)
+	$(VENV_MIN)/bin/pytest -q -p no:cacheprovider tests/unit
+
 integration: comfyui
 	$(BIN)/pytest tests/integration
 
 ## Everything: environments, lint, types, docs, unit and integration tests.
-test: comfyui lint typecheck docs
+test: comfyui lint typecheck docs unit-min
 	$(BIN)/pytest
 
 bench: comfyui
@@ -50,4 +67,4 @@ unasync: $(STAMP)
 	$(BIN)/python scripts/unasync.py
 
 clean:
-	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VENV_MIN) build .mypy_cache .ruff_cache .pytest_cache

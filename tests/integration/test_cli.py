@@ -128,6 +128,16 @@ def test_generate_unknown_sampler_lists_valid_ones(
     _assert_clean_error(err, "unknown sampler 'eulr'", "euler_ancestral", "dpmpp_2m")
 
 
+def test_generate_unknown_model_gets_a_did_you_mean_on_the_stem(
+    comfyui_url: str, tmp_path: Path, capsys: Capture
+) -> None:
+    argv = ["generate", "x", "--url", comfyui_url, "--model", "sd15", "-o", str(tmp_path)]
+    code, out, err = _run(argv, capsys)
+    assert code == EXIT_USAGE and out == ""
+    _assert_clean_error(err, "unknown model 'sd15'", f"Did you mean {CHECKPOINT_NAME}?")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unreachable_server_exits_3(tmp_path: Path, capsys: Capture) -> None:
     code, _, err = _run(["info", "--url", _dead_url()], capsys)
     assert code == EXIT_UNREACHABLE

@@ -7,7 +7,7 @@ in the API format is itself read as a link by the server; see docs/comfyui-api.m
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 __all__ = ["MISSING", "NodeOutput", "Param", "as_link", "link_to_api"]
@@ -34,6 +34,14 @@ class NodeOutput:
 
     node_id: str
     index: int
+    #: The workflow the node belongs to (set by ``Node.out``), so that a link into another
+    #: workflow is named as such; not part of equality.
+    workflow: Any = field(default=None, compare=False, repr=False)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NodeOutput:
+        # A copied link belongs to the copy's workflow, not to this one's: drop the reference
+        # (and never deep-copy a whole workflow along with one link).
+        return NodeOutput(self.node_id, self.index)
 
     def to_api(self) -> list[Any]:
         """The API-format link ``[node_id, index]``."""

@@ -117,7 +117,7 @@ class Node:
         spec = catalog.get(self.class_type) if catalog is not None else None
         if spec is None:
             if isinstance(key, int) and key >= 0:
-                return NodeOutput(self.id, key)
+                return NodeOutput(self.id, key, self._workflow)
             why = (
                 "output names need a catalog (Workflow(catalog=...)); use an index"
                 if catalog is None
@@ -137,7 +137,7 @@ class Node:
                     )
                 ]
             )
-        return NodeOutput(self.id, found.index)
+        return NodeOutput(self.id, found.index, self._workflow)
 
     def __getitem__(self, key: str | int) -> NodeOutput:
         """Same as :meth:`out`: ``ckpt["CLIP"]``, ``ckpt[1]``."""
@@ -563,6 +563,23 @@ class Workflow:
         *,
         new_node: bool,
     ) -> list[WorkflowProblem]:
+        foreign = [
+            WorkflowProblem(
+                node_id,
+                class_type,
+                f"links to node {value.node_id!r} of another Workflow; a link connects nodes "
+                "of one workflow: add both nodes to the same Workflow",
+                name,
+                title,
+                "link_to_other_workflow",
+            )
+            for name, value in values.items()
+            if isinstance(value, NodeOutput)
+            and value.workflow is not None
+            and value.workflow is not self
+        ]
+        if foreign:
+            return foreign
         node = self._nodes.get(node_id)
         problems = self._param_conflicts(
             [v for v in values.values() if isinstance(v, Param)],

@@ -131,6 +131,21 @@ def test_add_checks_link_types_immediately() -> None:
     assert wf.add("ImageInvert", image=["1", 0]).inputs["image"] == empty.out(0)
 
 
+@pytest.mark.parametrize("catalog", [CATALOG, None])
+def test_a_link_into_another_workflow_is_named_as_such(catalog: NodeCatalog | None) -> None:
+    wf = Workflow(catalog)
+    empty = wf.add("EmptyImage", width=64, height=48, batch_size=1, color=0)
+    other = Workflow(catalog)
+    with pytest.raises(WorkflowError, match="links to node '1' of another Workflow") as err:
+        other.add("ImageInvert", image=empty.out(0))
+    assert codes(err) == [("1", "image", "link_to_other_workflow")]
+    assert "which is not in the workflow" not in str(err.value) and len(other) == 0
+    copied = copy.deepcopy(empty.out(0))  # a copied link belongs to no workflow in particular
+    assert copied == empty.out(0) and copied.workflow is None
+    twin = wf.copy()
+    assert twin.add("ImageInvert", image=twin.node("1").out(0)).inputs["image"] == empty.out(0)
+
+
 def test_missing_required_inputs_wait_for_validate() -> None:
     wf = Workflow(CATALOG)
     node = wf.add("ImageInvert")
