@@ -400,3 +400,32 @@ def test_progress_without_the_websocket_says_so(
     reporter.close()
     err = capsys.readouterr().err
     assert "no step progress without the WebSocket (ws=False)" in err and err.endswith("\n")
+
+
+def test_the_option_sets_agree_with_the_request_model() -> None:
+    """Each option is declared once per room: the request fields in ``GenerationRequest``, the
+    call keywords in the TypedDicts; this pins that the two never drift apart."""
+    from typing import get_type_hints
+
+    from comfykit import generation as g
+
+    request = set(GenerationRequest.model_fields) - {"prompt"}
+    job = set(g.JobOptions.__optional_keys__)
+    sampling = set(g.SamplingOptions.__optional_keys__)
+    assert sampling == request - {"model", "width", "height"}
+    assert set(g.ImageSizeOptions.__optional_keys__) == sampling | {"width", "height"}
+    assert set(g.GenerateOptions.__optional_keys__) == request | job
+    assert set(g.Img2ImgOptions.__optional_keys__) == (request - {"width", "height"}) | job
+    assert set(g.InpaintOptions.__optional_keys__) == (
+        set(g.Img2ImgOptions.__optional_keys__) | {"mask_channel"}
+    )
+    assert set(g.BatchOptions.__optional_keys__) - request == {
+        "timeout", "cancel_on_timeout", "progress"
+    }  # fmt: skip
+    # The same types on both sides (the TypedDicts are what type checkers see).
+    hints = get_type_hints(g.GenerateOptions)
+    for name, info in GenerationRequest.model_fields.items():
+        if name != "prompt":
+            assert hints[name] == info.annotation, name
+    fields, job_options = g.split_options({"steps": 3, "timeout": 1.0, "progress": True})
+    assert fields == {"steps": 3} and job_options == {"timeout": 1.0, "progress": True}
