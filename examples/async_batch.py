@@ -30,7 +30,6 @@ PROMPTS = [
 ]
 
 
-
 async def run(url: str, width: int, height: int, steps: int) -> int:
     """Generate every prompt, save what succeeded, upscale it 2x concurrently."""
     async with AsyncComfyClient(url) as comfy:

@@ -24,7 +24,6 @@ from comfykit.testing import comfyui_url_or_local
 OUT = Path(os.environ.get("COMFYKIT_OUT", "out"))
 
 
-
 def circle_mask(width: int, height: int) -> Image.Image:
     """White (repaint) disc in the middle, black (keep) around it."""
     mask = Image.new("RGB", (width, height), "black")

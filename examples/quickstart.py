@@ -24,7 +24,6 @@ from comfykit.testing import comfyui_url_or_local
 OUT = Path(os.environ.get("COMFYKIT_OUT", "out"))
 
 
-
 def main(argv: list[str] | None = None) -> int:
     """Generate one image into ``out/``."""
     parser = argparse.ArgumentParser(description="Generate an image with comfykit.")

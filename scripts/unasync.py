@@ -71,8 +71,11 @@ RULES: tuple[Rule, ...] = (
     Rule(r"\bhttpx\.AsyncClient\b", "httpx.Client"),
     Rule(r"\bhttpx\.AsyncBaseTransport\b", "httpx.BaseTransport"),
     # The hand-written backend of each tree.
-    Rule(r"\bfrom comfykit\._backends import asyncio as backend\b",
-         "from comfykit._backends import sync as backend", "code"),  # fmt: skip
+    Rule(
+        r"\bfrom comfykit\._backends import asyncio as backend\b",
+        "from comfykit._backends import sync as backend",
+        "code",
+    ),  # fmt: skip
     # The language and the libraries' async spellings.
     Rule(r"\bhandle_async_request\b", "handle_request", "code"),
     Rule(r"\bAsyncIterator\b", "Iterator"),
@@ -133,9 +136,7 @@ def segments(source: str) -> Iterator[tuple[Literal["code", "prose"], str]]:
         yield "code", source[at:]
 
 
-def translate(
-    source: str, rules: Sequence[Rule] = RULES, hits: Counter[Rule] | None = None
-) -> str:
+def translate(source: str, rules: Sequence[Rule] = RULES, hits: Counter[Rule] | None = None) -> str:
     """The blocking twin of one async module; ``hits`` counts the matches of each rule."""
     out: list[str] = []
     for kind, text in segments(source):
@@ -150,12 +151,16 @@ def translate(
 
 def tidy(source: str, path: Path) -> str:
     """``source`` with its imports sorted and the ones translation left unused removed
-    (``Awaitable`` once ``Awaitable[None]`` became ``None``), by the pinned ruff: the generated
-    files are then linted like every other."""
+    (``Awaitable`` once ``Awaitable[None]`` became ``None``), then formatted, by the pinned
+    ruff: the generated files are linted and format-checked like every other."""
+    fixed = _ruff_stdin(["check", "--fix-only", "--quiet", "--select", "I,F401"], source, path)
+    return _ruff_stdin(["format", "--quiet"], fixed, path)
+
+
+def _ruff_stdin(command: list[str], source: str, path: Path) -> str:
     try:
         done = subprocess.run(
-            [*_ruff(), "check", "--fix-only", "--quiet",
-             "--select", "I,F401", "--stdin-filename", str(path), "-"],
+            [*_ruff(), *command, "--stdin-filename", str(path), "-"],
             input=source, capture_output=True, text=True, check=True,
         )  # fmt: skip
     except (OSError, subprocess.CalledProcessError) as exc:
@@ -184,9 +189,7 @@ def expected(
     return files, [rule for rule in rules if not hits[rule]]
 
 
-def run(
-    *, check: bool, src: Path = SRC, dest: Path = DEST, rules: Sequence[Rule] = RULES
-) -> int:
+def run(*, check: bool, src: Path = SRC, dest: Path = DEST, rules: Sequence[Rule] = RULES) -> int:
     """Regenerate ``dest`` (or with ``check``, compare it); non-zero on a stale rule or file."""
     files, unused = expected(src, dest, rules)
     if unused:

@@ -28,6 +28,7 @@ SAMPLER_ALIASES: dict[str, str] = {
     "dpm++_2m_sde": "dpmpp_2m_sde",
 }
 
+
 def _choices(catalog: NodeCatalog, class_type: str, input_name: str) -> tuple[str, ...]:
     spec = catalog.get(class_type)
     entry = spec.input(input_name) if spec is not None else None

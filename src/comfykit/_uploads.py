@@ -78,8 +78,10 @@ def check_image(content: bytes, what: str) -> None:
         with Image.open(io.BytesIO(content)) as img:
             img.size  # noqa: B018 - the header is parsed by open(); size proves it
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        kind = "not an image Pillow can read" if isinstance(exc, UnidentifiedImageError) else (
-            f"not a readable image ({exc})"
+        kind = (
+            "not an image Pillow can read"
+            if isinstance(exc, UnidentifiedImageError)
+            else (f"not a readable image ({exc})")
         )
         raise InputError(f"{what} is {kind}") from None
 

@@ -50,9 +50,7 @@ def _sampling(
     save: the part every generating recipe shares."""
     ckpt = wf.add("CheckpointLoaderSimple", ckpt_name=request.model, title="Checkpoint")
     pos = wf.add("CLIPTextEncode", text=request.prompt, clip=ckpt.out(1), title="Positive")
-    neg = wf.add(
-        "CLIPTextEncode", text=request.negative_prompt, clip=ckpt.out(1), title="Negative"
-    )
+    neg = wf.add("CLIPTextEncode", text=request.negative_prompt, clip=ckpt.out(1), title="Negative")
     if pixels is not None:
         latent = wf.add("VAEEncode", pixels=pixels, vae=ckpt.out(2), title="Encode").out(0)
         if mask is not None:

@@ -65,9 +65,7 @@ def test_a_bad_shared_batch_option_raises_before_anything_is_sent(comfyui_url: s
         assert comfy.queue().pending == [] and _history_size(comfy) == before
 
 
-def test_a_batch_shows_a_progress_bar(
-    comfyui_url: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_batch_shows_a_progress_bar(comfyui_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     with ComfyClient(comfyui_url) as comfy:
         batch = comfy.generate_batch(
             ["a", "b"], seeds=[1, 2], progress=True, width=64, height=64, steps=1,
@@ -221,9 +219,10 @@ def test_the_prompt_comes_first_and_the_wrong_order_says_so(
     init = tmp_path / "init.png"
     init.write_bytes(_png())
     with ComfyClient(comfyui_url) as comfy:
-        with Image.open(init) as picture, pytest.raises(
-            InputError, match="the prompt comes first"
-        ) as info:
+        with (
+            Image.open(init) as picture,
+            pytest.raises(InputError, match="the prompt comes first") as info,
+        ):
             comfy.img2img(picture, "red", steps=1)
         assert "prompt must be text, got PngImageFile" in str(info.value)
         with pytest.raises(InputError, match=r"prompt 'init.png' is a local file"):

@@ -45,7 +45,9 @@ def body(text: str) -> str:
 def test_code_is_translated_and_prose_only_by_the_rules_meant_for_it() -> None:
     hits: Counter[object] = Counter()
     out = body(unasync.translate(SOURCE, hits=hits))
-    assert out == '''\
+    assert (
+        out
+        == '''\
 """``ComfyClient`` helpers: await the job. Blocking client only."""
 
 from comfykit._backends import sync as backend
@@ -57,6 +59,7 @@ def run(client: ComfyClient) -> None:
         client.close()
     print("await me", f"{Job}")
 '''
+    )
     matched = {str(rule) for rule in hits}
     assert any("_backends import asyncio" in rule for rule in matched)
 

@@ -290,8 +290,7 @@ def _check_order(kind: str, prompt: Any, image: Any) -> None:
     hint = f"the prompt comes first: comfy.{kind}('a red car', image, ...)"
     if not isinstance(prompt, str):
         raise InputError(
-            f"{kind}(prompt, image, ...): prompt must be text, got {type(prompt).__name__}; "
-            + hint
+            f"{kind}(prompt, image, ...): prompt must be text, got {type(prompt).__name__}; " + hint
         )
     if isinstance(image, str) and not Path(image).is_file() and Path(prompt).is_file():
         raise InputError(

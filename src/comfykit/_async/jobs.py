@@ -50,6 +50,7 @@ class AsyncJobContext(Protocol):
     async def cancel(self, prompt_id: str) -> None:
         """Dequeue the prompt, or interrupt it if it is running."""
 
+
 _HISTORY_RETRIES = 20
 _POLL_MAX = 1.0
 _QUEUE_TICK = 1.0

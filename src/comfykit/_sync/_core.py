@@ -603,9 +603,7 @@ class ClientCore:
             _CATALOGS[self.base_url] = cached
         return cached
 
-    def validate(
-        self, prompt: PromptInput, *, params: Mapping[str, Any] | None = None
-    ) -> None:
+    def validate(self, prompt: PromptInput, *, params: Mapping[str, Any] | None = None) -> None:
         """Check a graph against the server's catalog; raise one ``WorkflowError`` listing every
         problem. A stale catalog is re-read once before failing."""
         from comfykit._exceptions import WorkflowError
@@ -712,9 +710,7 @@ class ClientCore:
 
     def _post_prompt(self, body: dict[str, Any], pid: str) -> PromptResponse:
         try:
-            response = self._request(
-                "POST", "/prompt", json=body, idempotent=False, prompt_id=pid
-            )
+            response = self._request("POST", "/prompt", json=body, idempotent=False, prompt_id=pid)
         except _AlreadyQueued:
             return PromptResponse(prompt_id=pid)
         except APIStatusError as exc:
@@ -786,9 +782,7 @@ class _JobSupport(JobContext):
         self._client.interrupt(prompt_id)
 
 
-def _reconcile_through(
-    clients: weakref.WeakSet[ClientCore], trackers: list[JobTracker]
-) -> None:
+def _reconcile_through(clients: weakref.WeakSet[ClientCore], trackers: list[JobTracker]) -> None:
     """The stream's catch-up after a reconnect, made by any client still sharing it."""
     for client in list(clients):
         client._reconcile(trackers)

@@ -204,9 +204,7 @@ class EventStream:
         except TimeoutError as exc:
             raise ComfyTimeoutError("timed out waiting for the server") from exc
 
-    def _pump(
-        self, until: Callable[[], bool], deadline: float | None, key: str | None
-    ) -> None:
+    def _pump(self, until: Callable[[], bool], deadline: float | None, key: str | None) -> None:
         signal = backend.Signal()
         entry = (until, signal)
         with self._waiters_mutex:

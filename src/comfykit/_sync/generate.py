@@ -76,9 +76,7 @@ class GenerateMixin(ClientCore):
         if isinstance(image, str) and not Path(image).is_file():
             ref = file_ref(image, default_type="input")
             try:
-                response = self._request(
-                    "GET", "/view", params=ref.view_params(), stream=True
-                )
+                response = self._request("GET", "/view", params=ref.view_params(), stream=True)
             except NotFoundError:
                 raise InputError(
                     f"{argument}: {image!r} is neither a local file nor a file on the server"
@@ -139,9 +137,7 @@ class GenerateMixin(ClientCore):
         workflow = recipes.from_request(
             resolved, image=image_ref, mask=mask_ref, mask_channel=mask_channel
         )
-        return self._run_recipe(
-            workflow, request=resolved, kind=kind, job_options=job_options
-        )
+        return self._run_recipe(workflow, request=resolved, kind=kind, job_options=job_options)
 
     def generate(self, prompt: str, **options: Unpack[GenerateOptions]) -> GenerationResult:
         """Text to image.
@@ -228,9 +224,7 @@ class GenerateMixin(ClientCore):
             method=method,
             upscale_model=upscale_model,
         )
-        return self._run_recipe(
-            workflow, request=None, kind="upscale", job_options=job_options
-        )
+        return self._run_recipe(workflow, request=None, kind="upscale", job_options=job_options)
 
     def generate_batch(
         self,
@@ -291,8 +285,7 @@ def _check_order(kind: str, prompt: Any, image: Any) -> None:
     hint = f"the prompt comes first: comfy.{kind}('a red car', image, ...)"
     if not isinstance(prompt, str):
         raise InputError(
-            f"{kind}(prompt, image, ...): prompt must be text, got {type(prompt).__name__}; "
-            + hint
+            f"{kind}(prompt, image, ...): prompt must be text, got {type(prompt).__name__}; " + hint
         )
     if isinstance(image, str) and not Path(image).is_file() and Path(prompt).is_file():
         raise InputError(

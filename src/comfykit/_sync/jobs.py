@@ -51,6 +51,7 @@ class JobContext(Protocol):
     def cancel(self, prompt_id: str) -> None:
         """Dequeue the prompt, or interrupt it if it is running."""
 
+
 _HISTORY_RETRIES = 20
 _POLL_MAX = 1.0
 _QUEUE_TICK = 1.0
@@ -166,9 +167,7 @@ class Job:
     def _deadline(self, timeout: float | None) -> float | None:
         return None if timeout is None else backend.monotonic() + timeout
 
-    def wait(
-        self, timeout: float | None = None, *, cancel_on_timeout: bool = False
-    ) -> JobStatus:
+    def wait(self, timeout: float | None = None, *, cancel_on_timeout: bool = False) -> JobStatus:
         """Wait until the job is finished; return its status (never raises the job's error).
 
         Raises:
@@ -201,9 +200,7 @@ class Job:
         )
         return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=False)
 
-    def result(
-        self, timeout: float | None = None, *, cancel_on_timeout: bool = False
-    ) -> Result:
+    def result(self, timeout: float | None = None, *, cancel_on_timeout: bool = False) -> Result:
         """Wait for the job and return its outputs.
 
         Raises:
