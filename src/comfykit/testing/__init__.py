@@ -10,6 +10,7 @@ virtualenv and a random-weight SD1.5 checkpoint, and starts it on the CPU::
 
 For pytest, add ``pytest_plugins = ["comfykit.testing.pytest_plugin"]`` to your ``conftest.py`` to
 get the ``comfyui_server`` / ``comfyui_url`` fixtures and the ``--comfyui-url`` option.
+``PostgresServer`` starts a throw-away PostgreSQL cluster the same way (for the service's store).
 """
 
 from comfykit.testing._env import (
@@ -19,6 +20,7 @@ from comfykit.testing._env import (
     default_cache_dir,
     ensure_comfyui_env,
 )
+from comfykit.testing._postgres import PostgresServer, PostgresStartError, find_postgres_bin
 from comfykit.testing._server import (
     ComfyUIServer,
     ComfyUIStartError,
@@ -32,8 +34,11 @@ __all__ = [
     "ComfyUIEnv",
     "ComfyUIServer",
     "ComfyUIStartError",
+    "PostgresServer",
+    "PostgresStartError",
     "comfyui_url_or_local",
     "default_cache_dir",
     "ensure_comfyui_env",
+    "find_postgres_bin",
     "free_port",
 ]
