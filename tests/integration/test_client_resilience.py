@@ -241,3 +241,49 @@ async def test_an_async_client_nobody_closed_closes_itself_once_collected(
         assert time.monotonic() < deadline, "the dropped client's socket or pool stayed open"
         await asyncio.sleep(0.02)
     assert stream.closed
+
+
+def _image_sleep(seconds: float, color: int) -> dict[str, Any]:
+    """EmptyImage -> TestSleep -> SaveImage: an image output after ``seconds``."""
+    return {
+        "1": {"class_type": "EmptyImage",
+              "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": color}},
+        "2": {"class_type": "TestSleep", "inputs": {"value": ["1", 0], "seconds": seconds}},
+        "3": {"class_type": "SaveImage",
+              "inputs": {"images": ["2", 0], "filename_prefix": "survive"}},
+    }  # fmt: skip
+
+
+async def test_finished_jobs_keep_their_results_when_the_server_dies(
+    own_server: ComfyUIServer,
+) -> None:
+    """Ten 0.2 s jobs; once five have succeeded the server is SIGKILLed: those five still
+    return their results (their completion and outputs were seen), the rest end with a typed
+    error, and after a restart with an empty history the five still hold (no JobLost)."""
+    async with AsyncComfyClient(own_server.url, max_retries=0) as comfy:
+        jobs = [
+            await comfy.submit(_image_sleep(0.2, random.randrange(0xFFFFFF))) for _ in range(10)
+        ]
+        # The client's socket reader updates the jobs; nobody asks for a result yet.
+        deadline = time.monotonic() + 60
+        while sum(j.status is JobStatus.SUCCEEDED for j in jobs) < 5:
+            assert time.monotonic() < deadline, [j.status for j in jobs]
+            await asyncio.sleep(0.02)
+        done = [j for j in jobs if j.status is JobStatus.SUCCEEDED]
+        own_server.kill()
+        for job in done:
+            result = await job.result(timeout=30)
+            assert job.status is JobStatus.SUCCEEDED
+            assert [f.filename for f in result.images] and result.images[0].type == "output"
+        others = [j for j in jobs if j not in done]
+        outcomes = await asyncio.gather(
+            *(j.result(timeout=30) for j in others), return_exceptions=True
+        )
+        for job, outcome in zip(others, outcomes, strict=True):
+            if isinstance(outcome, BaseException):  # ran unseen, or never ran
+                assert isinstance(outcome, (ComfyConnectionError, JobLost)), repr(outcome)
+            else:
+                assert job.status is JobStatus.SUCCEEDED
+        own_server.start()
+        for job in done:  # an empty history after the restart changes nothing
+            assert (await job.result(timeout=30)).images and job.status is JobStatus.SUCCEEDED

@@ -397,6 +397,23 @@ def test_fail_after_history_is_ignored() -> None:
     assert r.tracker.status is JobStatus.SUCCEEDED and r.tracker.error is None
 
 
+@pytest.mark.parametrize("end", ["missing", "connection lost"])
+def test_a_job_whose_end_was_seen_survives_the_server(end: str) -> None:
+    """Its completion and outputs are known from the events: neither a server restarted with an
+    empty history nor one that went away turns it into a lost job."""
+    r = replay("invert", apply_history=False)
+    tracker = r.tracker
+    assert tracker.terminal is not None and not tracker.done
+    outputs = {k: dict(v) for k, v in tracker.outputs.items()}
+    if end == "missing":
+        tracker.apply_missing()
+    else:
+        tracker.fail(JobLost("connection lost", prompt_id=r.recording.prompt_id))
+    assert tracker.done and tracker.status is JobStatus.SUCCEEDED and tracker.error is None
+    assert tracker.outputs == outputs and outputs
+    tracker.raise_for_status()
+
+
 def test_merge_outputs_concatenates_lists_like_the_server() -> None:
     outputs: dict[str, dict[str, Any]] = {}
     merge_outputs(outputs, "1", {"images": [{"filename": "a"}], "animated": [False]})

@@ -114,7 +114,21 @@ class AsyncJob:
         return f"<{type(self).__name__} {self.prompt_id} {self.status.value}>"
 
     async def _step(self, until_new_event: int | None, deadline: float | None) -> None:
-        """Advance the job by one step: read the socket, fetch history, or poll."""
+        """Advance the job by one step: read the socket, fetch history, or poll.
+
+        Once the job's end has been seen, a server that went away no longer matters: the job
+        finishes from its events (its files download again once the server is back).
+        """
+        try:
+            await self._advance(until_new_event, deadline)
+        except ComfyTimeoutError:
+            raise
+        except ComfyConnectionError:
+            if self._tracker.terminal is None:
+                raise
+            self._tracker.finish_from_events()
+
+    async def _advance(self, until_new_event: int | None, deadline: float | None) -> None:
         tracker = self._tracker
         context = self._context
         stream = context.stream

@@ -153,8 +153,11 @@ class JobTracker:
             self.status = JobStatus.RUNNING
 
     def apply_missing(self) -> None:
-        """A catch-up found the prompt neither queued nor in the history."""
-        if self.cancel_requested:
+        """A catch-up found the prompt neither queued nor in the history (a restarted server
+        forgets its history): a job whose end was already seen finishes from its events."""
+        if self.terminal is not None:
+            self.finish_from_events()
+        elif self.cancel_requested:
             self.fail(
                 JobInterrupted(
                     f"prompt {self.prompt_id} was cancelled before it ran",
@@ -182,8 +185,15 @@ class JobTracker:
         )
 
     def fail(self, error: ComfyError, status: JobStatus = JobStatus.LOST) -> None:
-        """End the job locally (connection lost, vanished, cancelled while pending)."""
+        """End the job locally (connection lost, vanished, cancelled while pending).
+
+        A job whose end was already seen (its terminal event) is not failed: its completion and
+        outputs are known, so it finishes from its events whatever became of the server.
+        """
         if self.status.finished and self.error is None and self.history is not None:
+            return
+        if self.terminal is not None and self.history is None and self.error is None:
+            self.finish_from_events()
             return
         self.error = error
         self.status = status

@@ -196,6 +196,8 @@ class ComfyUIServer:
             return self
         base = self._prepare_base()
         self.log_path = base / "comfyui.log"
+        if self._log_file is not None:  # started again after kill(): one log file handle
+            self._log_file.close()  # type: ignore[attr-defined]
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._log_file = log
         env = dict(os.environ)
