@@ -403,7 +403,7 @@ def test_a_job_whose_end_was_seen_survives_the_server(end: str) -> None:
     empty history nor one that went away turns it into a lost job."""
     r = replay("invert", apply_history=False)
     tracker = r.tracker
-    assert tracker.terminal is not None and not tracker.done
+    assert tracker.terminal is not None and tracker.history is None  # not done yet
     outputs = {k: dict(v) for k, v in tracker.outputs.items()}
     if end == "missing":
         tracker.apply_missing()
