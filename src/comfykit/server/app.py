@@ -45,19 +45,25 @@ class _ServiceRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
         state = self.service
-        full = self.path
-        name = self.name
+        template = self.path_format
+        # The route's path inside the service (FastAPI may or may not prefix it when the
+        # router is included); what the request path has before it is the mount prefix.
+        start = template.find("/api/v1/")
+        relative = template[start:] if start >= 0 else template[template.rfind("/") :]
 
         async def handler(request: Request) -> Response:
-            rel = state.relative_paths.get(name, full)
-            prefix = full[: len(full) - len(rel)] if full.endswith(rel) else ""
             outer = request.scope.get(_REQUEST_ID)
             rid = (
                 outer
                 if isinstance(outer, str)
                 else _request_id(request.headers.get("x-request-id"))
             )
-            request.scope[BASE_KEY] = request.scope.get("root_path", "") + prefix
+            path = str(request.scope.get("path", ""))
+            try:
+                tail = relative.format(**request.path_params)
+            except (KeyError, IndexError, ValueError):
+                tail = relative
+            request.scope[BASE_KEY] = path[: -len(tail)] if tail and path.endswith(tail) else ""
             request.state.request_id = rid
             started = time.perf_counter()
             try:
@@ -67,7 +73,8 @@ class _ServiceRoute(APIRoute):
             response.headers["X-Request-ID"] = rid
             if outer is None:
                 state.observe(
-                    request.method, full, request.url.path, response.status_code,
+                    request.method, str(request.scope.get(BASE_KEY, "")) + relative,
+                    request.url.path, response.status_code,
                     time.perf_counter() - started, rid,
                 )  # fmt: skip
             return response
@@ -98,9 +105,6 @@ def create_router(
     router = APIRouter(route_class=route_class, lifespan=router_lifespan)
     for build in (generate.build, jobs.build, workflows.build, uploads.build, health.build):
         router.include_router(build(state, route_class))
-    for route in router.routes:
-        if isinstance(route, APIRoute):
-            state.relative_paths[route.name] = route.path
     router.comfykit_state = state  # type: ignore[attr-defined]
     return router
 

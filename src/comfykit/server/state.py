@@ -43,8 +43,6 @@ class ServiceState:
         )
         self.jobs = JobService(settings, self.store, self.hub, self.dispatcher, self.files)
         self.templates = TemplateService(settings, self.store, self.dispatcher, self.jobs)
-        #: route name → path inside the router (to find the prefix it was mounted under)
-        self.relative_paths: dict[str, str] = {}
         self._opened = 0
         self._lock = asyncio.Lock()
         self._cleanup: asyncio.Task[None] | None = None

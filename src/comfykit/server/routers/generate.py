@@ -19,11 +19,11 @@ __all__ = ["build"]
 
 def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     """The generation routes of one service."""
-    router = APIRouter(prefix="/api/v1", tags=["generate"], route_class=route_class)
+    router = APIRouter(tags=["generate"], route_class=route_class)
     jobs = state.jobs
 
     @router.post(
-        "/generate",
+        "/api/v1/generate",
         status_code=201,
         response_model=JobResponse,
         responses=errors(),
@@ -46,7 +46,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         return await jobs.view(row, base)
 
     @router.post(
-        "/generate/batch",
+        "/api/v1/generate/batch",
         status_code=201,
         response_model=BatchResponse,
         responses=errors(),
@@ -62,7 +62,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         return await jobs.batch_view(batch.id, base)
 
     @router.get(
-        "/batches/{batch_id}", response_model=BatchResponse, responses=errors(),
+        "/api/v1/batches/{batch_id}", response_model=BatchResponse, responses=errors(),
         tags=["generate"], summary="A batch and its jobs",
     )  # fmt: skip
     async def get_batch(batch_id: str, request: Request) -> BatchResponse:
@@ -70,7 +70,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         return await jobs.batch_view(batch_id, base_path(request))
 
     @router.get(
-        "/generate/{job_id}", response_model=JobResponse, responses=errors(),
+        "/api/v1/generate/{job_id}", response_model=JobResponse, responses=errors(),
         summary="A generation job",
     )  # fmt: skip
     async def get_generation(job_id: str, request: Request) -> JobResponse:
@@ -78,7 +78,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         return await jobs.view(await jobs.get(job_id), base_path(request))
 
     @router.get(
-        "/generate/{job_id}/image",
+        "/api/v1/generate/{job_id}/image",
         responses={
             **errors(),
             200: {"content": {"image/png": {}}, "description": "The image"},

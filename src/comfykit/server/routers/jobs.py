@@ -25,13 +25,13 @@ _HEARTBEAT = 15.0
 
 def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     """The job routes of one service."""
-    router = APIRouter(prefix="/api/v1", tags=["jobs"], route_class=route_class)
+    router = APIRouter(tags=["jobs"], route_class=route_class)
     jobs = state.jobs
     store = state.store
     hub = state.hub
 
     @router.post(
-        "/jobs", status_code=201, response_model=JobResponse, responses=errors(),
+        "/api/v1/jobs", status_code=201, response_model=JobResponse, responses=errors(),
         summary="Run an ad-hoc workflow",
     )  # fmt: skip
     async def create_job(
@@ -51,7 +51,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         response.headers["Location"] = f"{base}/api/v1/jobs/{row.id}"
         return await jobs.view(row, base)
 
-    @router.get("/jobs", response_model=JobList, responses=errors(), summary="List jobs")
+    @router.get("/api/v1/jobs", response_model=JobList, responses=errors(), summary="List jobs")
     async def list_jobs(
         request: Request,
         status: Annotated[JobStatusName | None, Query()] = None,
@@ -66,13 +66,15 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
             cursor=cursor, limit=limit, base=base_path(request),
         )  # fmt: skip
 
-    @router.get("/jobs/{job_id}", response_model=JobResponse, responses=errors(), summary="A job")
+    @router.get(
+        "/api/v1/jobs/{job_id}", response_model=JobResponse, responses=errors(), summary="A job"
+    )
     async def get_job(job_id: str, request: Request) -> JobResponse:
         """The job as the store holds it."""
         return await jobs.view(await jobs.get(job_id), base_path(request))
 
     @router.delete(
-        "/jobs/{job_id}", response_model=JobResponse, responses=errors(409),
+        "/api/v1/jobs/{job_id}", response_model=JobResponse, responses=errors(409),
         summary="Cancel a job",
     )  # fmt: skip
     async def cancel_job(job_id: str, request: Request) -> JobResponse:
@@ -80,7 +82,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         return await jobs.view(await jobs.cancel(job_id), base_path(request))
 
     @router.get(
-        "/jobs/{job_id}/outputs/{n}",
+        "/api/v1/jobs/{job_id}/outputs/{n}",
         response_class=Response,
         responses={
             **errors(),
@@ -97,7 +99,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         return file_response(request, path, record)
 
     @router.get(
-        "/jobs/{job_id}/events",
+        "/api/v1/jobs/{job_id}/events",
         response_class=StreamingResponse,
         responses={
             **errors(),

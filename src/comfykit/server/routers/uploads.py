@@ -36,11 +36,11 @@ _BODY = {
 
 def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     """The upload route of one service."""
-    router = APIRouter(prefix="/api/v1", tags=["uploads"], route_class=route_class)
+    router = APIRouter(tags=["uploads"], route_class=route_class)
     limit = state.settings.max_upload_bytes
 
     @router.post(
-        "/uploads", status_code=201, response_model=UploadResponse,
+        "/api/v1/uploads", status_code=201, response_model=UploadResponse,
         responses=errors(413, 415), openapi_extra=_BODY, summary="Upload an image or mask",
     )  # fmt: skip
     async def upload_image(request: Request, response: Response) -> UploadResponse:
@@ -71,7 +71,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
             size=row.size, width=row.width, height=row.height, created_at=row.created_at,
         )  # fmt: skip
 
-    @router.get("/uploads/{upload_id}", response_model=UploadResponse, responses=errors(),
+    @router.get("/api/v1/uploads/{upload_id}", response_model=UploadResponse, responses=errors(),
                 summary="An upload's record")  # fmt: skip
     async def get_upload(upload_id: str) -> UploadResponse:
         """What was stored for an upload id."""

@@ -24,16 +24,16 @@ __all__ = ["build"]
 
 def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     """The template routes of one service."""
-    router = APIRouter(prefix="/api/v1", tags=["workflows"], route_class=route_class)
+    router = APIRouter(tags=["workflows"], route_class=route_class)
     templates = state.templates
 
-    @router.get("/workflows", response_model=TemplateList, responses=errors(),
+    @router.get("/api/v1/workflows", response_model=TemplateList, responses=errors(),
                 summary="List workflow templates")  # fmt: skip
     async def list_workflows() -> TemplateList:
         """Built-in templates (txt2img, img2img, inpaint, upscale), then stored ones."""
         return TemplateList(workflows=await templates.list())
 
-    @router.post("/workflows", status_code=201, response_model=TemplateResponse,
+    @router.post("/api/v1/workflows", status_code=201, response_model=TemplateResponse,
                  responses=errors(), summary="Store a workflow template")  # fmt: skip
     async def create_workflow(
         body: TemplateBody, request: Request, response: Response
@@ -43,26 +43,26 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         response.headers["Location"] = f"{base_path(request)}/api/v1/workflows/{created.id}"
         return created
 
-    @router.get("/workflows/{template_id}", response_model=TemplateResponse,
+    @router.get("/api/v1/workflows/{template_id}", response_model=TemplateResponse,
                 responses=errors(), summary="A workflow template")  # fmt: skip
     async def get_workflow(template_id: str) -> TemplateResponse:
         """The template, its parameters and their JSON Schema."""
         return await templates.get(template_id)
 
-    @router.put("/workflows/{template_id}", response_model=TemplateResponse,
+    @router.put("/api/v1/workflows/{template_id}", response_model=TemplateResponse,
                 responses=errors(409), summary="Replace a workflow template")  # fmt: skip
     async def replace_workflow(template_id: str, body: TemplateBody) -> TemplateResponse:
         """Replace a stored template (built-ins are read-only: 409)."""
         return await templates.replace(template_id, body)
 
-    @router.delete("/workflows/{template_id}", status_code=204, response_class=Response,
+    @router.delete("/api/v1/workflows/{template_id}", status_code=204, response_class=Response,
                    responses=errors(409), summary="Delete a workflow template")  # fmt: skip
     async def delete_workflow(template_id: str) -> Response:
         """Delete a stored template (built-ins: 409)."""
         await templates.delete(template_id)
         return Response(status_code=204)
 
-    @router.post("/workflows/{template_id}/execute", status_code=201,
+    @router.post("/api/v1/workflows/{template_id}/execute", status_code=201,
                  response_model=JobResponse, responses=errors(),
                  summary="Run a workflow template")  # fmt: skip
     async def execute_workflow(
