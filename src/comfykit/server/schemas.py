@@ -106,6 +106,7 @@ class JobResponse(BaseModel):
     job_id: str
     status: JobStatusName
     kind: str
+    prompt_id: str = Field(description="the client prompt id ComfyUI knows the job by")
     image_url: str | None
     images: list[JobOutput]
     error: JobErrorModel | None

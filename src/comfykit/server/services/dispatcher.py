@@ -15,6 +15,7 @@ import contextlib
 import copy
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -288,7 +289,9 @@ class Dispatcher:
     async def _attach_or_submit(
         self, client: AsyncComfyClient, row: JobRow, reattach: bool
     ) -> AsyncJob:
-        if reattach or row.attempts > 1:
+        # A fresh claim submits: a job is requeued only once its ComfyUI was seen not to know
+        # it, and a restart re-attaches (``reattach``) instead of claiming.
+        if reattach:
             queue = await client.queue()
             known = row.prompt_id in queue or bool(await client.history(row.prompt_id))
             if known:
@@ -325,9 +328,18 @@ class Dispatcher:
             await self._finish(row, "cancelled", None, event_data={"reason": reason})
             return
         if current.status == "queued":
+            # Requeued under a fresh prompt id: ComfyUI was just seen not to know the old one,
+            # and the SDK client keeps the old id's finished tracker (it would answer for it).
+            meta = dict(current.meta or {})
+            meta["previous_prompt_ids"] = [*meta.get("previous_prompt_ids", []), row.prompt_id]
             updated, event_id = await self.store.update_job(
                 row.id,
-                {"server_url": None, "dispatched_at": None},
+                {
+                    "server_url": None,
+                    "dispatched_at": None,
+                    "prompt_id": str(uuid.uuid4()),
+                    "meta": meta,
+                },
                 only_if_status=["queued"],
                 event=("queued", {"job_id": row.id, "status": "queued", "requeued": reason}),
             )

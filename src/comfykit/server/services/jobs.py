@@ -93,6 +93,7 @@ class JobService:
             job_id=row.id,
             status=row.status,  # type: ignore[arg-type]
             kind=row.kind,
+            prompt_id=row.prompt_id,
             image_url=f"{base}/api/v1/generate/{row.id}/image" if first_image else None,
             images=images,
             error=JobErrorModel(**row.error) if row.error else None,
