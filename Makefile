@@ -10,7 +10,7 @@ PY_MIN_BIN ?= $(or $(lastword $(wildcard $(HOME)/.pyenv/versions/$(PY_MIN).*/bin
 VENV_MIN   := .venv-py$(PY_MIN)
 STAMP_MIN  := $(VENV_MIN)/.installed-stamp
 
-.PHONY: install comfyui demo test lint typecheck docs unit unit-min integration bench unasync clean
+.PHONY: install comfyui demo serve test lint typecheck docs unit unit-min integration bench unasync clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ comfyui: $(STAMP)
 ## The main job: generate an image (starts a local CPU ComfyUI when COMFYUI_URL is unset).
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
+
+## The service form of the main job: the REST service on http://127.0.0.1:8000 with a local
+## CPU ComfyUI (docs/service.md).
+serve: comfyui
+	$(BIN)/comfykit serve --local
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts bench examples

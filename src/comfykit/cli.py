@@ -273,6 +273,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(handler=_cmd_info)
+
+    # comfykit.server (FastAPI, heavy and optional) is imported only when `serve` runs.
+    serve = sub.add_parser(
+        "serve",
+        help="run the REST service (extra comfykit[server])",
+        description="Run the comfykit REST service with uvicorn. Every flag is also an "
+        "environment variable with the prefix COMFYKIT_ (flags win).",
+    )
+    serve.add_argument(
+        "--comfyui-url", action="append", default=None, metavar="URL",
+        help="a ComfyUI server (repeatable; env COMFYKIT_COMFYUI_URLS, comma-separated; "
+        f"default $COMFYUI_URL, else {DEFAULT_URL})",
+    )  # fmt: skip
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    serve.add_argument("--database-url", default=None, help="job store URL (default: SQLite)")
+    serve.add_argument("--storage-dir", default=None, help="outputs, uploads (default: data dir)")
+    serve.add_argument("--data-dir", default=None, help="default: the user data dir")
+    serve.add_argument("--retention-days", type=float, default=None, help="keep outputs N days")
+    serve.add_argument(
+        "--local", action="store_true", help="start the local CPU ComfyUI of comfykit.testing"
+    )
+    serve.set_defaults(handler=_cmd_serve)
     return parser
 
 
@@ -607,6 +630,15 @@ def _size(n: int | None) -> str:
     if n is None:
         return "?"
     return f"{n / 2**30:.1f} GiB"
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from comfykit.server.cli import serve
+    except ImportError as exc:
+        _error(f"comfykit serve needs the server extra: pip install 'comfykit[server]' ({exc})")
+        return EXIT_USAGE
+    return serve(args)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

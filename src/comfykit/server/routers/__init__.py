@@ -1,0 +1,1 @@
+"""The service's routers: thin — parse, call a service, shape the response."""

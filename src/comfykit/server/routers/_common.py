@@ -1,0 +1,82 @@
+"""What the routers share: the mount prefix, ``Prefer: wait``, stored-file responses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.responses import FileResponse
+
+from comfykit.server.errors import ErrorEnvelope
+
+__all__ = [
+    "BASE_KEY",
+    "ERRORS",
+    "REQUEST_ID_KEY",
+    "base_path",
+    "file_response",
+    "prefer_wait",
+]
+
+REQUEST_ID_KEY = "comfykit.request_id"
+BASE_KEY = "comfykit.base"
+
+#: The error responses every route may give, for the OpenAPI document.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorEnvelope, "description": "Invalid request (VALIDATION_ERROR)"},
+    404: {"model": ErrorEnvelope, "description": "Not found (NOT_FOUND)"},
+    500: {"model": ErrorEnvelope, "description": "Internal error (INTERNAL_ERROR)"},
+    503: {"model": ErrorEnvelope, "description": "ComfyUI unreachable (COMFYUI_UNAVAILABLE)"},
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The envelope responses of ``codes`` plus the common ones."""
+    extra = {
+        409: "Conflict (CONFLICT)",
+        413: "Payload too large (PAYLOAD_TOO_LARGE)",
+        415: "Unsupported media type (UNSUPPORTED_MEDIA_TYPE)",
+    }
+    out = dict(ERRORS)
+    for code in codes:
+        out[code] = {"model": ErrorEnvelope, "description": extra.get(code, "Error")}
+    return out
+
+
+def base_path(request: Request) -> str:
+    """The path prefix the service is mounted under (``""`` standalone)."""
+    return str(request.scope.get(BASE_KEY, ""))
+
+
+def prefer_wait(header: str | None, limit: float) -> float | None:
+    """The ``wait=N`` preference of a ``Prefer`` header (RFC 7240), capped at ``limit``."""
+    if not header:
+        return None
+    for item in header.split(","):
+        token = item.split(";", 1)[0].strip()
+        name, _, value = token.partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                seconds = float(value.strip().strip('"'))
+            except ValueError:
+                return None
+            if seconds < 0:
+                return None
+            return min(seconds, limit)
+    return None
+
+
+def file_response(request: Request, path: Path, record: dict[str, Any]) -> Response:
+    """A stored file, streamed, with its ETag; 304 when ``If-None-Match`` matches."""
+    etag = f'"{record.get("etag", "")}"'
+    headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
+    given = request.headers.get("if-none-match")
+    if given:
+        tags = [t.strip().removeprefix("W/") for t in given.split(",")]
+        if "*" in tags or etag in tags:
+            return Response(status_code=304, headers=headers)
+    return FileResponse(
+        path, media_type=str(record.get("content_type") or "application/octet-stream"),
+        headers=headers,
+    )  # fmt: skip

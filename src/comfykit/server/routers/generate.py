@@ -1,0 +1,110 @@
+"""``/api/v1/generate``: text to image, batches, a job's first image."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.routing import APIRoute
+
+from comfykit.server.errors import ServiceError
+from comfykit.server.routers._common import base_path, errors, file_response, prefer_wait
+from comfykit.server.schemas import BatchBody, BatchResponse, GenerateBody, JobResponse
+
+if TYPE_CHECKING:
+    from comfykit.server.state import ServiceState
+
+__all__ = ["build"]
+
+
+def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
+    """The generation routes of one service."""
+    router = APIRouter(tags=["generate"], route_class=route_class)
+    jobs = state.jobs
+
+    @router.post(
+        "/api/v1/generate",
+        status_code=201,
+        response_model=JobResponse,
+        responses=errors(),
+        summary="Queue a text-to-image job",
+    )
+    async def generate_image(
+        body: GenerateBody,
+        request: Request,
+        response: Response,
+        prefer: str | None = Header(default=None, description="RFC 7240, e.g. `wait=30`"),
+    ) -> JobResponse:
+        """Queue a job (201 at once); with ``Prefer: wait=N`` wait up to N s for its end."""
+        row = await jobs.create_generation(body)
+        wait = prefer_wait(prefer, state.settings.max_wait_seconds)
+        if wait is not None:
+            row = await jobs.wait(row.id, wait)
+            response.headers["Preference-Applied"] = f"wait={prefer_value(wait)}"
+        base = base_path(request)
+        response.headers["Location"] = f"{base}/api/v1/generate/{row.id}"
+        return await jobs.view(row, base)
+
+    @router.post(
+        "/api/v1/generate/batch",
+        status_code=201,
+        response_model=BatchResponse,
+        responses=errors(),
+        summary="Queue several generation jobs as one batch",
+    )
+    async def generate_batch(
+        body: BatchBody, request: Request, response: Response
+    ) -> BatchResponse:
+        """One job per request (or per seed / prompt of one request), under a batch id."""
+        batch, _rows = await jobs.create_batch(body)
+        base = base_path(request)
+        response.headers["Location"] = f"{base}/api/v1/batches/{batch.id}"
+        return await jobs.batch_view(batch.id, base)
+
+    @router.get(
+        "/api/v1/batches/{batch_id}", response_model=BatchResponse, responses=errors(),
+        tags=["generate"], summary="A batch and its jobs",
+    )  # fmt: skip
+    async def get_batch(batch_id: str, request: Request) -> BatchResponse:
+        """The batch's jobs and their counts by state."""
+        return await jobs.batch_view(batch_id, base_path(request))
+
+    @router.get(
+        "/api/v1/generate/{job_id}", response_model=JobResponse, responses=errors(),
+        summary="A generation job",
+    )  # fmt: skip
+    async def get_generation(job_id: str, request: Request) -> JobResponse:
+        """The job (any job id works here)."""
+        return await jobs.view(await jobs.get(job_id), base_path(request))
+
+    @router.get(
+        "/api/v1/generate/{job_id}/image",
+        responses={
+            **errors(),
+            200: {"content": {"image/png": {}}, "description": "The image"},
+            304: {"description": "Not modified (If-None-Match)"},
+        },
+        response_class=Response,
+        summary="A job's image",
+    )
+    async def get_generation_image(
+        job_id: str, request: Request, index: int = Query(default=0, ge=0, le=10_000)
+    ) -> Response:
+        """The job's ``index``-th image (default the first), with an ETag."""
+        row = await jobs.get(job_id)
+        images = [
+            o for o in row.outputs or [] if str(o.get("content_type", "")).startswith("image/")
+        ]
+        if not images:
+            raise ServiceError(404, f"job {job_id} has no image ({row.status})")
+        if index >= len(images):
+            raise ServiceError(404, f"job {job_id} has no image {index} (it has {len(images)})")
+        path, record = state.files.output_path(row, int(images[index]["index"]))
+        return file_response(request, path, record)
+
+    return router
+
+
+def prefer_value(seconds: float) -> str:
+    """``wait`` as written back in ``Preference-Applied``."""
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)

@@ -1,0 +1,163 @@
+"""``/api/v1/jobs``: ad-hoc workflows, listing, cancel, outputs, live events (SSE)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
+
+from comfykit.server.events import TERMINAL_EVENTS, JobEvent, iterate, sse_frame
+from comfykit.server.routers._common import base_path, errors, file_response, prefer_wait
+from comfykit.server.routers.generate import prefer_value
+from comfykit.server.schemas import JobList, JobResponse, JobStatusName, WorkflowJobBody
+
+if TYPE_CHECKING:
+    from comfykit.server.state import ServiceState
+
+__all__ = ["build"]
+
+_HEARTBEAT = 15.0
+
+
+def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
+    """The job routes of one service."""
+    router = APIRouter(tags=["jobs"], route_class=route_class)
+    jobs = state.jobs
+    store = state.store
+    hub = state.hub
+
+    @router.post(
+        "/api/v1/jobs", status_code=201, response_model=JobResponse, responses=errors(),
+        summary="Run an ad-hoc workflow",
+    )  # fmt: skip
+    async def create_job(
+        body: WorkflowJobBody,
+        request: Request,
+        response: Response,
+        prefer: str | None = Header(default=None, description="RFC 7240, e.g. `wait=30`"),
+    ) -> JobResponse:
+        """Queue a workflow (API format, UI format, or a PNG's embedded graph), checked
+        against the node catalog first."""
+        row = await jobs.create_workflow_job(body)
+        wait = prefer_wait(prefer, state.settings.max_wait_seconds)
+        if wait is not None:
+            row = await jobs.wait(row.id, wait)
+            response.headers["Preference-Applied"] = f"wait={prefer_value(wait)}"
+        base = base_path(request)
+        response.headers["Location"] = f"{base}/api/v1/jobs/{row.id}"
+        return await jobs.view(row, base)
+
+    @router.get("/api/v1/jobs", response_model=JobList, responses=errors(), summary="List jobs")
+    async def list_jobs(
+        request: Request,
+        status: Annotated[JobStatusName | None, Query()] = None,
+        created_after: Annotated[dt.datetime | None, Query()] = None,
+        created_before: Annotated[dt.datetime | None, Query()] = None,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> JobList:
+        """Jobs newest first, filtered by status and creation time; ``next_cursor`` pages."""
+        return await jobs.list(
+            status=status, created_after=_utc(created_after), created_before=_utc(created_before),
+            cursor=cursor, limit=limit, base=base_path(request),
+        )  # fmt: skip
+
+    @router.get(
+        "/api/v1/jobs/{job_id}", response_model=JobResponse, responses=errors(), summary="A job"
+    )
+    async def get_job(job_id: str, request: Request) -> JobResponse:
+        """The job as the store holds it."""
+        return await jobs.view(await jobs.get(job_id), base_path(request))
+
+    @router.delete(
+        "/api/v1/jobs/{job_id}", response_model=JobResponse, responses=errors(409),
+        summary="Cancel a job",
+    )  # fmt: skip
+    async def cancel_job(job_id: str, request: Request) -> JobResponse:
+        """Dequeue a queued job, interrupt a running one; 409 when it has already ended."""
+        return await jobs.view(await jobs.cancel(job_id), base_path(request))
+
+    @router.get(
+        "/api/v1/jobs/{job_id}/outputs/{n}",
+        response_class=Response,
+        responses={
+            **errors(),
+            200: {"content": {"image/png": {}}, "description": "The file"},
+            304: {"description": "Not modified (If-None-Match)"},
+        },
+        summary="One output file of a job",
+    )
+    async def get_job_output(
+        job_id: str, request: Request, n: int = Path(ge=0, le=10_000)
+    ) -> Response:
+        """Output ``n`` (any kind of file), streamed from storage with an ETag."""
+        path, record = state.files.output_path(await jobs.get(job_id), n)
+        return file_response(request, path, record)
+
+    @router.get(
+        "/api/v1/jobs/{job_id}/events",
+        response_class=StreamingResponse,
+        responses={
+            **errors(),
+            200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"},
+        },
+        summary="Live events of a job (SSE)",
+    )
+    async def job_events(
+        job_id: str,
+        last_event_id: str | None = Header(default=None),
+    ) -> StreamingResponse:
+        """Named events ``queued``, ``started``, ``progress``, ``preview``, ``completed``,
+        ``failed``, ``cancelled`` with JSON data; resume with ``Last-Event-ID``."""
+        await jobs.get(job_id)
+        try:
+            after = max(0, int(last_event_id)) if last_event_id else 0
+        except ValueError:
+            after = 0
+
+        async def stream() -> AsyncIterator[bytes]:
+            queue = hub.subscribe(job_id)
+            sent = after
+            try:
+                yield b"retry: 2000\n\n"
+                for ev in await store.events_after(job_id, sent):
+                    yield sse_frame(JobEvent(job_id, ev.event, ev.data, ev.id))
+                    sent = ev.id
+                    if ev.event in TERMINAL_EVENTS:
+                        return
+                async for item in iterate(queue, _HEARTBEAT):
+                    if item is None:
+                        for ev in await store.events_after(job_id, sent):
+                            yield sse_frame(JobEvent(job_id, ev.event, ev.data, ev.id))
+                            sent = ev.id
+                            if ev.event in TERMINAL_EVENTS:
+                                return
+                        yield b": keepalive\n\n"
+                        continue
+                    if item.id is not None:
+                        if item.id <= sent:
+                            continue
+                        sent = item.id
+                    yield sse_frame(item)
+                    if item.event in TERMINAL_EVENTS:
+                        return
+            finally:
+                hub.unsubscribe(job_id, queue)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value

@@ -1,0 +1,235 @@
+"""Request and response models of the REST API (the OpenAPI document is built from them)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from comfykit.generation import GenerationRequest
+
+__all__ = [
+    "BatchBody",
+    "BatchResponse",
+    "ExecuteBody",
+    "GenerateBody",
+    "HealthResponse",
+    "JobErrorModel",
+    "JobList",
+    "JobOutput",
+    "JobResponse",
+    "JobStatusName",
+    "TemplateBody",
+    "TemplateList",
+    "TemplateParameter",
+    "TemplateResponse",
+    "UploadResponse",
+    "WorkflowJobBody",
+]
+
+JobStatusName = Literal["queued", "processing", "completed", "failed", "cancelled"]
+
+
+class GenerateBody(GenerationRequest):
+    """A generation request: the SDK's :class:`~comfykit.GenerationRequest`, its fields, bounds
+    and validation (the service adds only its prompt length cap, ``max_prompt_length``)."""
+
+    model_config = ConfigDict(
+        defer_build=False,  # FastAPI builds its body adapter from the model at once
+        json_schema_extra={
+            "examples": [{"prompt": "a lighthouse at dusk", "width": 512, "height": 512}]
+        },
+    )
+
+
+class BatchBody(BaseModel):
+    """Several generation requests: a list, or one request with a list of seeds or prompts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests: list[GenerateBody] | None = Field(default=None, min_length=1, max_length=100)
+    request: GenerateBody | None = None
+    seeds: list[int] | None = Field(default=None, min_length=1, max_length=100)
+    prompts: list[str] | None = Field(default=None, min_length=1, max_length=100)
+
+
+class WorkflowJobBody(BaseModel):
+    """An ad-hoc workflow: ``workflow`` in API or UI format, or a PNG holding one (``png``,
+    base64) or an upload id of such a PNG (``upload_id``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "workflow": {
+                        "1": {
+                            "class_type": "EmptyImage",
+                            "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
+                        },
+                        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}},
+                    }
+                }
+            ]
+        },
+    )
+
+    workflow: dict[str, Any] | None = None
+    png: str | None = None
+    upload_id: str | None = None
+
+
+class JobOutput(BaseModel):
+    """One stored output file of a job."""
+
+    index: int
+    url: str
+    filename: str
+    content_type: str
+    size: int
+    node_id: str | None = None
+    kind: str | None = None
+
+
+class JobErrorModel(BaseModel):
+    """Why a job failed."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
+class JobResponse(BaseModel):
+    """A job, the same everywhere it is returned."""
+
+    job_id: str
+    status: JobStatusName
+    kind: str
+    prompt_id: str = Field(description="the client prompt id ComfyUI knows the job by")
+    image_url: str | None
+    images: list[JobOutput]
+    error: JobErrorModel | None
+    metadata: dict[str, Any]
+    progress: float | None = None
+    queue_position: int | None
+    batch_id: str | None = None
+    template_id: str | None = None
+    created_at: dt.datetime
+    started_at: dt.datetime | None = None
+    completed_at: dt.datetime | None
+
+
+class JobList(BaseModel):
+    """A page of jobs, newest first; ``next_cursor`` fetches the next page."""
+
+    jobs: list[JobResponse]
+    next_cursor: str | None
+
+
+class BatchResponse(BaseModel):
+    """A batch and its jobs; ``status`` is ``completed`` once every job has ended."""
+
+    batch_id: str
+    status: Literal["queued", "processing", "completed"]
+    counts: dict[str, int]
+    jobs: list[JobResponse]
+    created_at: dt.datetime
+
+
+class TemplateParameter(BaseModel):
+    """A template parameter: the node input it sets, and its type, default, bounds and
+    choices (filled in from the node catalog when not given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: str = Field(description="node id in the workflow")
+    input: str = Field(description="input name on that node")
+    type: Literal["integer", "number", "string", "boolean", "image"] | None = None
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: list[Any] | None = None
+    required: bool = False
+    description: str = ""
+
+
+class TemplateBody(BaseModel):
+    """A workflow template to store."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "invert",
+                    "workflow": {
+                        "1": {
+                            "class_type": "EmptyImage",
+                            "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0},
+                        },
+                        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+                        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0]}},
+                    },
+                    "parameters": {"color": {"node": "1", "input": "color"}},
+                }
+            ]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    workflow: dict[str, Any]
+    parameters: dict[str, TemplateParameter] = Field(default_factory=dict)
+
+
+class TemplateResponse(BaseModel):
+    """A template with its parameters resolved and their JSON Schema."""
+
+    id: str
+    name: str
+    description: str
+    builtin: bool
+    workflow: dict[str, Any]
+    parameters: dict[str, TemplateParameter]
+    parameters_schema: dict[str, Any] = Field(alias="schema")
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class TemplateList(BaseModel):
+    """Every template, built-ins first."""
+
+    workflows: list[TemplateResponse]
+
+
+class ExecuteBody(BaseModel):
+    """Values for a template's parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class UploadResponse(BaseModel):
+    """A stored upload; pass ``upload_id`` as an image parameter."""
+
+    upload_id: str
+    filename: str
+    content_type: str
+    size: int
+    width: int
+    height: int
+    created_at: dt.datetime
+
+
+class HealthResponse(BaseModel):
+    """Whether the service and its ComfyUI servers are up."""
+
+    status: Literal["healthy", "degraded"]
+    comfyui: Literal["connected", "disconnected"]
+    servers: dict[str, dict[str, Any]]
+    database: Literal["ok", "unavailable"]
+    queue: dict[str, int]

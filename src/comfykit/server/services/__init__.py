@@ -1,0 +1,1 @@
+"""The service layer: jobs, templates, files (storage, retention) and the dispatcher."""

@@ -1,0 +1,200 @@
+"""Storage: job outputs copied from ComfyUI, uploads checked by content, and retention.
+
+Everything lives under the storage dir, under names the service generates
+(``outputs/<job id>/<n>.<ext>``, ``uploads/<upload id>.<ext>``): no client-chosen path ever
+reaches the file system.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import mimetypes
+import shutil
+import uuid
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from comfykit.server.errors import ServiceError
+from comfykit.server.store import JobRow, Store, UploadRow, utcnow
+
+if TYPE_CHECKING:
+    from comfykit import AsyncOutputFile
+
+__all__ = ["CleanupReport", "Files"]
+
+#: Image formats accepted as uploads (Pillow format name → extension, content type).
+_FORMATS = {
+    "PNG": (".png", "image/png"),
+    "JPEG": (".jpg", "image/jpeg"),
+    "WEBP": (".webp", "image/webp"),
+    "GIF": (".gif", "image/gif"),
+    "BMP": (".bmp", "image/bmp"),
+    "TIFF": (".tiff", "image/tiff"),
+}
+_MAX_PIXELS = 64 * 1024 * 1024
+
+
+@dataclass
+class CleanupReport:
+    """What a retention cleanup deleted."""
+
+    cutoff: dt.datetime
+    deleted_files: list[str] = field(default_factory=list)
+    freed_bytes: int = 0
+    jobs: list[str] = field(default_factory=list)
+    uploads: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-able data."""
+        return {
+            "cutoff": self.cutoff.isoformat(),
+            "deleted_files": self.deleted_files,
+            "freed_bytes": self.freed_bytes,
+            "jobs": self.jobs,
+            "uploads": self.uploads,
+        }
+
+
+class Files:
+    """The storage dir of one service instance."""
+
+    def __init__(self, root: Path, store: Store) -> None:
+        self.root = root
+        self.store = store
+        self.outputs = root / "outputs"
+        self.uploads = root / "uploads"
+
+    def prepare(self) -> None:
+        """Create the storage folders."""
+        self.outputs.mkdir(parents=True, exist_ok=True)
+        self.uploads.mkdir(parents=True, exist_ok=True)
+
+    # -- outputs --------------------------------------------------------------------------
+    async def copy_outputs(
+        self, job_id: str, files: Sequence[AsyncOutputFile]
+    ) -> list[dict[str, Any]]:
+        """Download a finished job's files into the storage dir; their records."""
+        folder = self.outputs / job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        records = []
+        for index, file in enumerate(files):
+            suffix = Path(file.filename).suffix.lower()[:10] or ".bin"
+            target = folder / f"{index}{suffix}"
+            await file.save(target)
+            digest = hashlib.sha256()
+            with open(target, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 16), b""):
+                    digest.update(chunk)
+            content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+            records.append(
+                {
+                    "index": index,
+                    "stored_name": target.name,
+                    "filename": file.filename,
+                    "subfolder": file.subfolder,
+                    "node_id": file.node_id,
+                    "kind": file.kind,
+                    "content_type": content_type,
+                    "size": target.stat().st_size,
+                    "etag": digest.hexdigest()[:32],
+                }
+            )
+        return records
+
+    def output_path(self, job: JobRow, index: int) -> tuple[Path, dict[str, Any]]:
+        """The stored file of a job's output ``index`` (404 when there is none)."""
+        outputs = job.outputs or []
+        if not 0 <= index < len(outputs):
+            raise ServiceError(404, f"job {job.id} has no output {index} (it has {len(outputs)})")
+        record = outputs[index]
+        path = self.outputs / job.id / str(record["stored_name"])
+        if not path.is_file():
+            raise ServiceError(404, f"output {index} of job {job.id} was deleted (retention)")
+        return path, record
+
+    # -- uploads --------------------------------------------------------------------------
+    def check_image(self, data: bytes) -> tuple[str, int, int]:
+        """Decode ``data`` with Pillow: its format, width and height (415 when not an image)."""
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data)) as img:
+                    fmt = str(img.format)
+                    width, height = img.size
+                    if width * height > _MAX_PIXELS:
+                        raise ServiceError(400, f"image too large: {width}x{height} pixels")
+                    img.load()
+        except ServiceError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ServiceError(400, f"image too large to decode safely: {exc}") from None
+        except UnidentifiedImageError:
+            raise ServiceError(
+                415, "the file is not an image (accepted: PNG, JPEG, WebP, GIF, BMP, TIFF)"
+            ) from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ServiceError(400, f"the image is damaged: {exc}") from None
+        if fmt not in _FORMATS:
+            raise ServiceError(415, f"image format {fmt} is not accepted")
+        return fmt, width, height
+
+    async def save_upload(self, data: bytes, original_name: str) -> UploadRow:
+        """Check and store an upload under a generated name; its record."""
+        fmt, width, height = self.check_image(data)
+        suffix, content_type = _FORMATS[fmt]
+        upload_id = str(uuid.uuid4())
+        stored = f"{upload_id}{suffix}"
+        path = self.uploads / stored
+        tmp = path.with_name(stored + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        safe_name = "".join(
+            c for c in Path(original_name.replace("\\", "/")).name if c.isprintable()
+        )
+        row = UploadRow(
+            id=upload_id,
+            stored_name=stored,
+            original_name=safe_name[:255],
+            content_type=content_type,
+            size=len(data),
+            width=width,
+            height=height,
+            created_at=utcnow(),
+        )
+        await self.store.add_upload(row)
+        return row
+
+    def upload_path(self, upload: UploadRow) -> Path:
+        """Where an upload is kept."""
+        return self.uploads / upload.stored_name
+
+    # -- retention ------------------------------------------------------------------------
+    async def cleanup_old_files(self, retention_days: float) -> CleanupReport:
+        """Delete outputs of jobs finished, and uploads made, more than ``retention_days``
+        ago; report what was deleted."""
+        cutoff = utcnow() - dt.timedelta(days=retention_days)
+        report = CleanupReport(cutoff=cutoff)
+        for job in await self.store.finished_before(cutoff):
+            folder = self.outputs / job.id
+            if folder.is_dir():
+                for path in sorted(folder.iterdir()):
+                    report.deleted_files.append(str(path.relative_to(self.root)))
+                    report.freed_bytes += path.stat().st_size
+                shutil.rmtree(folder, ignore_errors=True)
+                report.jobs.append(job.id)
+        for upload in await self.store.uploads_before(cutoff):
+            path = self.upload_path(upload)
+            if path.is_file():
+                report.deleted_files.append(str(path.relative_to(self.root)))
+                report.freed_bytes += path.stat().st_size
+                path.unlink()
+            await self.store.delete_upload(upload.id)
+            report.uploads.append(upload.id)
+        return report

@@ -1,0 +1,24 @@
+"""The durable job store: SQLAlchemy 2 (async) on SQLite (WAL) or PostgreSQL, migrated with
+Alembic at start-up. The store is the truth: every state change is written here first."""
+
+from comfykit.server.store.models import (
+    BatchRow,
+    JobEventRow,
+    JobRow,
+    TemplateRow,
+    UploadRow,
+    utcnow,
+)
+from comfykit.server.store.repository import FINISHED, Store, migrate
+
+__all__ = [
+    "FINISHED",
+    "BatchRow",
+    "JobEventRow",
+    "JobRow",
+    "Store",
+    "TemplateRow",
+    "UploadRow",
+    "migrate",
+    "utcnow",
+]

@@ -1,0 +1,333 @@
+"""The store's repository: every read and write the service makes, one short transaction each."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, event, func, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from comfykit.server.store.models import (
+    BatchRow,
+    JobEventRow,
+    JobRow,
+    TemplateRow,
+    UploadRow,
+    utcnow,
+)
+
+__all__ = ["ACTIVE", "FINISHED", "Store", "migrate"]
+
+#: End states of a job.
+FINISHED = frozenset({"completed", "failed", "cancelled"})
+#: States of a job that is not finished.
+ACTIVE = ("queued", "processing")
+
+
+def _run_migrations(connection: Connection) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the database to the newest schema (Alembic ``upgrade head``)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_run_migrations)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    """Access to the job store. ``await open()`` before use, ``await close()`` after."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[Any] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine (after :meth:`open`)."""
+        if self._engine is None:
+            raise RuntimeError("the store is not open")
+        return self._engine
+
+    async def open(self) -> None:
+        """Create the engine, make the SQLite directory if needed, and migrate."""
+        url = make_url(self.url)
+        kwargs: dict[str, Any] = {}
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kwargs["pool_pre_ping"] = True
+        engine = create_async_engine(url, **kwargs)
+        if url.get_backend_name() == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        await migrate(engine)
+        self._engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def close(self) -> None:
+        """Dispose of the engine."""
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    def _session(self) -> Any:
+        if self._sessions is None:
+            raise RuntimeError("the store is not open")
+        return self._sessions()
+
+    async def ping(self) -> bool:
+        """True when the database answers."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(select(1))
+            return True
+        except Exception:
+            return False
+
+    # -- jobs -----------------------------------------------------------------------------
+    async def add_jobs(self, rows: Sequence[JobRow], events: Sequence[JobEventRow]) -> None:
+        """Insert jobs and their first events in one transaction."""
+        async with self._session() as s, s.begin():
+            s.add_all(rows)
+            s.add_all(events)
+
+    async def get_job(self, job_id: str) -> JobRow | None:
+        """One job by id."""
+        async with self._session() as s:
+            result = await s.execute(select(JobRow).where(JobRow.id == job_id))
+            row: JobRow | None = result.scalar_one_or_none()
+            return row
+
+    async def jobs_by_ids(self, ids: Sequence[str]) -> list[JobRow]:
+        """Several jobs, in ``seq`` order."""
+        async with self._session() as s:
+            result = await s.execute(select(JobRow).where(JobRow.id.in_(ids)).order_by(JobRow.seq))
+            return list(result.scalars())
+
+    async def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        created_after: dt.datetime | None = None,
+        created_before: dt.datetime | None = None,
+        before_seq: int | None = None,
+        limit: int = 50,
+        batch_id: str | None = None,
+    ) -> list[JobRow]:
+        """Jobs newest first, filtered; ``before_seq`` is the pagination cursor."""
+        query = select(JobRow).order_by(JobRow.seq.desc()).limit(limit)
+        if status is not None:
+            query = query.where(JobRow.status == status)
+        if created_after is not None:
+            query = query.where(JobRow.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(JobRow.created_at < created_before)
+        if before_seq is not None:
+            query = query.where(JobRow.seq < before_seq)
+        if batch_id is not None:
+            query = query.where(JobRow.batch_id == batch_id)
+        async with self._session() as s:
+            return list((await s.execute(query)).scalars())
+
+    async def queue_position(self, row: JobRow) -> int:
+        """1-based position of a queued job among the queued ones."""
+        query = select(func.count()).where(JobRow.status == "queued", JobRow.seq < row.seq)
+        async with self._session() as s:
+            return int((await s.execute(query)).scalar_one()) + 1
+
+    async def count_by_status(self) -> dict[str, int]:
+        """How many jobs are in each state."""
+        query = select(JobRow.status, func.count()).group_by(JobRow.status)
+        async with self._session() as s:
+            return {str(k): int(v) for k, v in (await s.execute(query)).all()}
+
+    async def queued_count(self) -> int:
+        """How many jobs are queued (in the service or on ComfyUI)."""
+        query = select(func.count()).where(JobRow.status == "queued")
+        async with self._session() as s:
+            return int((await s.execute(query)).scalar_one())
+
+    async def claim_next(self, server_url: str) -> JobRow | None:
+        """Hand the oldest job still in the service's own queue to ``server_url``."""
+        async with self._session() as s, s.begin():
+            for _ in range(5):  # another claimer may win a row; bounded retries
+                query = (
+                    select(JobRow.id)
+                    .where(JobRow.status == "queued", JobRow.server_url.is_(None))
+                    .order_by(JobRow.seq)
+                    .limit(1)
+                )
+                job_id = (await s.execute(query)).scalar_one_or_none()
+                if job_id is None:
+                    return None
+                claimed = await s.execute(
+                    update(JobRow)
+                    .where(
+                        JobRow.id == job_id,
+                        JobRow.status == "queued",
+                        JobRow.server_url.is_(None),
+                    )
+                    .values(
+                        server_url=server_url,
+                        dispatched_at=utcnow(),
+                        attempts=JobRow.attempts + 1,
+                    )
+                )
+                if getattr(claimed, "rowcount", 0) == 1:
+                    row: JobRow = (
+                        await s.execute(select(JobRow).where(JobRow.id == job_id))
+                    ).scalar_one()
+                    return row
+            return None
+
+    async def dispatched_jobs(self) -> list[JobRow]:
+        """Jobs handed to a ComfyUI and not finished (what a restart must re-attach)."""
+        query = (
+            select(JobRow)
+            .where(JobRow.status.in_(ACTIVE), JobRow.server_url.is_not(None))
+            .order_by(JobRow.seq)
+        )
+        async with self._session() as s:
+            return list((await s.execute(query)).scalars())
+
+    async def update_job(
+        self,
+        job_id: str,
+        values: dict[str, Any],
+        *,
+        only_if_status: Sequence[str] | None = None,
+        undispatched: bool = False,
+        event: tuple[str, dict[str, Any]] | None = None,
+    ) -> tuple[JobRow | None, int | None]:
+        """Change a job (only while its status is one of ``only_if_status``, when given) and
+        append an event in the same transaction; ``undispatched``: only while no ComfyUI has
+        it. Returns the row (``None`` when not changed)
+        and the event id."""
+        async with self._session() as s, s.begin():
+            query = update(JobRow).where(JobRow.id == job_id).values(**values)
+            if only_if_status is not None:
+                query = query.where(JobRow.status.in_(list(only_if_status)))
+            if undispatched:
+                query = query.where(JobRow.server_url.is_(None))
+            result = await s.execute(query)
+            if getattr(result, "rowcount", 0) != 1:
+                return None, None
+            event_id = None
+            if event is not None:
+                ev = JobEventRow(job_id=job_id, event=event[0], data=event[1], created_at=utcnow())
+                s.add(ev)
+                await s.flush()
+                event_id = ev.id
+            row: JobRow = (await s.execute(select(JobRow).where(JobRow.id == job_id))).scalar_one()
+            return row, event_id
+
+    async def add_event(self, job_id: str, name: str, data: dict[str, Any]) -> int:
+        """Append one event to a job's stream; returns its id."""
+        async with self._session() as s, s.begin():
+            ev = JobEventRow(job_id=job_id, event=name, data=data, created_at=utcnow())
+            s.add(ev)
+            await s.flush()
+            return int(ev.id)
+
+    async def events_after(self, job_id: str, after: int) -> list[JobEventRow]:
+        """A job's events with ids above ``after``, oldest first."""
+        query = (
+            select(JobEventRow)
+            .where(JobEventRow.job_id == job_id, JobEventRow.id > after)
+            .order_by(JobEventRow.id)
+        )
+        async with self._session() as s:
+            return list((await s.execute(query)).scalars())
+
+    async def finished_before(self, cutoff: dt.datetime) -> list[JobRow]:
+        """Finished jobs with outputs that completed before ``cutoff``."""
+        query = select(JobRow).where(
+            JobRow.status.in_(list(FINISHED)), JobRow.completed_at < cutoff
+        )
+        async with self._session() as s:
+            return [r for r in (await s.execute(query)).scalars() if r.outputs]
+
+    # -- batches --------------------------------------------------------------------------
+    async def add_batch(self, batch: BatchRow) -> None:
+        """Insert a batch (before its jobs)."""
+        async with self._session() as s, s.begin():
+            s.add(batch)
+
+    async def get_batch(self, batch_id: str) -> BatchRow | None:
+        """A batch by id."""
+        async with self._session() as s:
+            row: BatchRow | None = await s.get(BatchRow, batch_id)
+            return row
+
+    # -- templates ------------------------------------------------------------------------
+    async def list_templates(self) -> list[TemplateRow]:
+        """Every stored template, oldest first."""
+        async with self._session() as s:
+            query = select(TemplateRow).order_by(TemplateRow.created_at)
+            return list((await s.execute(query)).scalars())
+
+    async def get_template(self, template_id: str) -> TemplateRow | None:
+        """A stored template by id."""
+        async with self._session() as s:
+            row: TemplateRow | None = await s.get(TemplateRow, template_id)
+            return row
+
+    async def put_template(self, row: TemplateRow) -> TemplateRow:
+        """Insert or replace a template."""
+        async with self._session() as s, s.begin():
+            merged: TemplateRow = await s.merge(row)
+            return merged
+
+    async def delete_template(self, template_id: str) -> bool:
+        """Delete a template; False when there was none."""
+        async with self._session() as s, s.begin():
+            row = await s.get(TemplateRow, template_id)
+            if row is None:
+                return False
+            await s.delete(row)
+            return True
+
+    # -- uploads --------------------------------------------------------------------------
+    async def add_upload(self, row: UploadRow) -> None:
+        """Record an upload."""
+        async with self._session() as s, s.begin():
+            s.add(row)
+
+    async def get_upload(self, upload_id: str) -> UploadRow | None:
+        """An upload by id."""
+        async with self._session() as s:
+            row: UploadRow | None = await s.get(UploadRow, upload_id)
+            return row
+
+    async def uploads_before(self, cutoff: dt.datetime) -> list[UploadRow]:
+        """Uploads older than ``cutoff``."""
+        async with self._session() as s:
+            query = select(UploadRow).where(UploadRow.created_at < cutoff)
+            return list((await s.execute(query)).scalars())
+
+    async def delete_upload(self, upload_id: str) -> None:
+        """Forget an upload."""
+        async with self._session() as s, s.begin():
+            row = await s.get(UploadRow, upload_id)
+            if row is not None:
+                await s.delete(row)

@@ -1,0 +1,77 @@
+"""Faults with real processes: ComfyUI unreachable, and ComfyUI killed and restarted with
+jobs on it (a running one fails with a reason, one it never started is requeued and runs)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from comfykit.server import create_app
+from comfykit.testing import ComfyUIServer, free_port
+from tests import graphs
+from tests.server.conftest import make_settings, wait_for_job
+
+
+async def test_no_comfyui_is_503_and_degraded(tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    app = create_app(make_settings(tmp_path, dead, comfyui_timeout_seconds=2))
+    async with LifespanManager(app, startup_timeout=60) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            health = (await http.get("/health")).json()
+            assert health["status"] == "degraded" and health["comfyui"] == "disconnected"
+            ready = await http.get("/ready")
+            assert ready.status_code == 503
+            assert ready.json()["error"]["code"] == "COMFYUI_UNAVAILABLE"
+            generate = await http.post("/api/v1/generate", json={"prompt": "x"})
+            assert generate.status_code == 503, generate.text
+            assert generate.json()["error"]["code"] == "COMFYUI_UNAVAILABLE"
+            up = await http.get("/metrics")
+            assert f'comfykit_comfyui_up{{server="{dead}"}} 0.0' in up.text
+
+
+@pytest.fixture
+def own_comfyui() -> Iterator[ComfyUIServer]:
+    """A ComfyUI of this test's own, to kill and restart."""
+    server = ComfyUIServer()
+    try:
+        server.start()
+    except Exception as exc:  # pragma: no cover - as the session fixture does
+        pytest.skip(f"could not start a ComfyUI: {exc}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+async def test_comfyui_restarted_under_jobs(tmp_path: Path, own_comfyui: ComfyUIServer) -> None:
+    settings = make_settings(tmp_path, own_comfyui.url, reattach_timeout_seconds=120)
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as http:
+            running = (await http.post("/api/v1/jobs", json={"workflow": graphs.sleep(30)})).json()
+            pending = (await http.post("/api/v1/jobs", json={"workflow": graphs.invert()})).json()
+            await wait_for_job(http, running["job_id"], lambda j: j["status"] == "processing")
+            deadline = time.monotonic() + 10
+            while pending["prompt_id"] not in str(await _queue(own_comfyui.url)):
+                assert time.monotonic() < deadline, "the second job never reached ComfyUI"
+            own_comfyui.kill()
+            own_comfyui.restart()
+            lost = await wait_for_job(http, running["job_id"], timeout=120)
+            assert lost["status"] == "failed", lost
+            assert lost["error"]["code"] == "JOB_LOST", lost
+            requeued = await wait_for_job(http, pending["job_id"], timeout=120)
+            assert requeued["status"] == "completed", requeued["error"]
+            assert requeued["images"]
+
+
+async def _queue(url: str) -> object:
+    async with httpx.AsyncClient() as raw:  # test-side look at ComfyUI's queue
+        return (await raw.get(f"{url}/queue")).json()
