@@ -43,8 +43,11 @@ def assert_rgb_close(actual: object, expected: tuple[int, int, int]) -> None:
     assert all(abs(a - e) <= 1 for a, e in zip(actual, expected, strict=True)), (actual, expected)
 
 
-def sleep(seconds: float, value: int = 7) -> Graph:
-    """StubInt -> TestSleep (real progress events) -> PreviewAny (text output)."""
+def sleep(seconds: float, value: int | None = None) -> Graph:
+    """StubInt -> TestSleep (real progress events) -> PreviewAny (text output). ``value``
+    defaults to a random one, so ComfyUI's cache never answers for an earlier run."""
+    if value is None:
+        value = uuid.uuid4().int % 10**9
     return {
         "1": {"class_type": "StubInt", "inputs": {"value": value}},
         "2": {"class_type": "TestSleep", "inputs": {"value": ["1", 0], "seconds": seconds}},

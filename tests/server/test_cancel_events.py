@@ -38,9 +38,12 @@ def parse_sse(text: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def one_at_a_time(tmp_path: Path, comfyui_url: str) -> AsyncIterator[httpx.AsyncClient]:
+async def one_at_a_time(
+    tmp_path: Path, comfyui_url: str, store_url: str
+) -> AsyncIterator[httpx.AsyncClient]:
     """A service that feeds ComfyUI one job at a time (a second job waits in its queue)."""
-    app = create_app(make_settings(tmp_path, comfyui_url, dispatch_concurrency=1))
+    settings = make_settings(tmp_path, comfyui_url, dispatch_concurrency=1, database_url=store_url)
+    app = create_app(settings)
     async with LifespanManager(app, startup_timeout=60) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:

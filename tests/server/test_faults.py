@@ -46,8 +46,12 @@ def own_comfyui(comfyui_server: ComfyUIServer | None) -> Iterator[ComfyUIServer]
 
 
 @pytest.mark.slow
-async def test_comfyui_restarted_under_jobs(tmp_path: Path, own_comfyui: ComfyUIServer) -> None:
-    settings = make_settings(tmp_path, own_comfyui.url, reattach_timeout_seconds=120)
+async def test_comfyui_restarted_under_jobs(
+    tmp_path: Path, own_comfyui: ComfyUIServer, store_url: str
+) -> None:
+    settings = make_settings(
+        tmp_path, own_comfyui.url, reattach_timeout_seconds=120, database_url=store_url
+    )
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
         transport = httpx.ASGITransport(app=manager.app)

@@ -4,89 +4,17 @@ SIGKILL in the middle of jobs followed by a restart (every job ends, none stays 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from comfykit.testing import free_port
 from tests import graphs
 
 pytestmark = pytest.mark.slow
 
 FINISHED = ("completed", "failed", "cancelled")
-
-
-class Serve:
-    """One ``comfykit serve`` process."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.args = args
-        self.env = env
-        self.log = log
-        self.port = int(args[args.index("--port") + 1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        code = "import sys; from comfykit.cli import main; sys.exit(main(sys.argv[1:]))"
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", code, "serve", *self.args],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"serve did not answer: {self.log.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-@pytest.fixture
-def serve_factory(tmp_path: Path, comfyui_url: str) -> Iterator[Any]:
-    started: list[Serve] = []
-
-    def make(**env_extra: str) -> Serve:
-        env = {**os.environ, "COMFYKIT_PORT": "1", **env_extra}  # the flag must win
-        env.pop("COMFYUI_URL", None)
-        args = [
-            "--comfyui-url", comfyui_url, "--port", str(free_port()),
-            "--data-dir", str(tmp_path / "data"), "--retention-days", "7",
-        ]  # fmt: skip
-        serve = Serve(args, env, tmp_path / "serve.log")
-        started.append(serve)
-        return serve
-
-    yield make
-    for serve in started:
-        serve.stop()
 
 
 def wait_all(url: str, ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
@@ -132,8 +60,9 @@ def test_serve_streams_events_live(serve_factory: Any) -> None:
     assert mine[0]["duration_ms"] >= 0
 
 
-def test_sigkill_mid_job_and_restart(serve_factory: Any) -> None:
-    serve = serve_factory(COMFYKIT_DISPATCH_CONCURRENCY="1")
+def test_sigkill_mid_job_and_restart(serve_factory: Any, store_url: str) -> None:
+    extra = {"COMFYKIT_DATABASE_URL": store_url} if store_url else {}
+    serve = serve_factory(COMFYKIT_DISPATCH_CONCURRENCY="1", **extra)
     serve.start()
     running = httpx.post(f"{serve.url}/api/v1/jobs", json={"workflow": graphs.sleep(2.0)}).json()[
         "job_id"

@@ -174,6 +174,14 @@ class PostgresServer:
         ])  # fmt: skip
         return done.stdout.strip()
 
+    def create_database(self, name: str) -> str:
+        """Create another database in the cluster (a fresh one per test, say); its SQLAlchemy
+        URL (asyncpg driver)."""
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"database name {name!r}: letters, digits and _ only")
+        self.psql(f'CREATE DATABASE "{name}"')
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove the cluster."""
         if self._tmp is None:
