@@ -10,13 +10,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi.routing import APIRoute
 
 from comfykit.server import Settings, create_app
 from comfykit.testing import PostgresServer, find_postgres_bin, free_port
@@ -47,6 +48,17 @@ def store_url(request: pytest.FixtureRequest) -> str:
         return ""
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.create_database(f"test_{os.getpid()}_{next(_databases)}")
+
+
+def api_routes(routes: Iterable[Any]) -> Iterator[APIRoute]:
+    """Every API route of an app or router, included routers walked into (FastAPI keeps them
+    nested: ``original_router``)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from api_routes(inner.routes)
 
 
 def make_settings(tmp_path: Path, comfyui_url: str, **overrides: Any) -> Settings:

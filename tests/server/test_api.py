@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from tests.server.conftest import wait_for_job
 TINY = {"width": 64, "height": 64, "steps": 1}
 
 
-def assert_envelope(response: httpx.Response, status: int, code: str) -> dict[str, object]:
+def assert_envelope(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"}, body
@@ -99,7 +100,7 @@ async def test_validation_errors_are_400_naming_field_and_rule(
     response = await client.post("/api/v1/generate", json=body)
     error = assert_envelope(response, 400, "VALIDATION_ERROR")
     assert text in str(error["message"]), error
-    assert any(d["field"] == field for d in error["details"]), error  # type: ignore[attr-defined]
+    assert any(d["field"] == field for d in error["details"]), error
 
 
 async def test_the_prompt_cap_is_the_services(client: httpx.AsyncClient) -> None:
@@ -124,7 +125,10 @@ async def test_malformed_json_is_a_400(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/api/v1/generate", content=b"{nope", headers={"Content-Type": "application/json"}
     )
-    assert_envelope(response, 400, "VALIDATION_ERROR")
+    error = assert_envelope(response, 400, "VALIDATION_ERROR")
+    assert error["message"].startswith("the body is not valid JSON"), error
+    assert error["details"][0]["field"] == "body", error
+    assert error["details"][0]["position"] == 1, error
 
 
 async def test_404_405_envelopes_and_request_id(client: httpx.AsyncClient) -> None:
@@ -147,8 +151,8 @@ async def test_adhoc_workflow_is_checked_against_the_catalog(client: httpx.Async
         await client.post("/api/v1/jobs", json={"workflow": bad}), 400, "VALIDATION_ERROR"
     )
     assert "node 1" in str(error["message"]) and "width" in str(error["message"])
-    assert error["details"][0]["node_id"] == "1"  # type: ignore[index]
-    assert error["details"][0]["input"] == "width"  # type: ignore[index]
+    assert error["details"][0]["node_id"] == "1"
+    assert error["details"][0]["input"] == "width"
     unknown = {"1": {"class_type": "NoSuchNode", "inputs": {}}}
     error = assert_envelope(
         await client.post("/api/v1/jobs", json={"workflow": unknown}), 400, "VALIDATION_ERROR"

@@ -154,10 +154,17 @@ def _one(err: Mapping[str, Any]) -> str:
 def validation_message(errors: Sequence[Mapping[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     """One message naming each field and its rule, and the details list."""
     lines = [_one(e) for e in errors]
-    details = [
-        {"field": _where(e.get("loc", ())), "rule": str(e.get("type", "")), "message": line}
-        for e, line in zip(errors, lines, strict=True)
-    ]
+    details = []
+    for e, line in zip(errors, lines, strict=True):
+        loc = tuple(e.get("loc", ()))
+        item: dict[str, Any] = {"field": _where(loc), "rule": str(e.get("type", ""))}
+        if item["rule"] == "json_invalid":
+            # pydantic puts the character offset where a field name would be
+            item["field"] = "body"
+            if loc and isinstance(loc[-1], int):
+                item["position"] = loc[-1]
+        item["message"] = line
+        details.append(item)
     return "; ".join(lines) or "invalid request", details
 
 

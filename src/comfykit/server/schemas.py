@@ -46,7 +46,15 @@ class GenerateBody(GenerationRequest):
 class BatchBody(BaseModel):
     """Several generation requests: a list, or one request with a list of seeds or prompts."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"requests": [{"prompt": "a red fox"}, {"prompt": "a blue whale"}]},
+                {"request": {"prompt": "a lighthouse at dusk"}, "seeds": [1, 2, 3]},
+            ]
+        },
+    )
 
     requests: list[GenerateBody] | None = Field(default=None, min_length=1, max_length=100)
     request: GenerateBody | None = None
@@ -208,7 +216,12 @@ class TemplateList(BaseModel):
 class ExecuteBody(BaseModel):
     """Values for a template's parameters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"parameters": {"prompt": "a lighthouse at dusk", "seed": 42}}]
+        },
+    )
 
     parameters: dict[str, Any] = Field(default_factory=dict)
 

@@ -28,6 +28,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorEnvelope, "description": "Not found (NOT_FOUND)"},
     500: {"model": ErrorEnvelope, "description": "Internal error (INTERNAL_ERROR)"},
     503: {"model": ErrorEnvelope, "description": "ComfyUI unreachable (COMFYUI_UNAVAILABLE)"},
+    # Every other client error is the same envelope (this also keeps FastAPI from documenting
+    # its 422, which the service never answers: invalid input is a 400).
+    "4XX": {"model": ErrorEnvelope, "description": "Other client errors (405, 413, 415, ...)"},
 }
 
 

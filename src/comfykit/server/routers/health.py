@@ -23,7 +23,9 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     """The health, readiness and metrics routes of one service."""
     router = APIRouter(tags=["health"], route_class=route_class)
 
-    @router.get("/health", response_model=HealthResponse, summary="Service health")
+    @router.get(
+        "/health", response_model=HealthResponse, responses=errors(), summary="Service health"
+    )
     async def health() -> HealthResponse:
         """``healthy`` when the database and at least one ComfyUI answer, else ``degraded``."""
         servers = await state.dispatcher.probe()
@@ -58,7 +60,13 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     @router.get(
         "/metrics",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE: {}, "application/json": {}}}},
+        responses={
+            **errors(),
+            200: {
+                "content": {CONTENT_TYPE: {}, "application/json": {}},
+                "description": "Prometheus text, or the JSON summary",
+            },
+        },
         summary="Prometheus metrics",
     )
     async def metrics(request: Request) -> Response:

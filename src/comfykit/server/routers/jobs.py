@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
+from pydantic import BeforeValidator
 
 from comfykit.server.events import TERMINAL_EVENTS, JobEvent, iterate, sse_frame
 from comfykit.server.routers._common import base_path, errors, file_response, prefer_wait
@@ -21,6 +22,21 @@ if TYPE_CHECKING:
 __all__ = ["build"]
 
 _HEARTBEAT = 15.0
+
+
+def _iso_only(value: Any) -> Any:
+    """A date-time in a query is ISO 8601 text (pydantic would also take a bare number)."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return value
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+#: A date-time query parameter (ISO 8601; without a zone it is UTC).
+IsoDateTime = Annotated[dt.datetime, BeforeValidator(_iso_only)]
 
 
 def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
@@ -55,8 +71,12 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     async def list_jobs(
         request: Request,
         status: Annotated[JobStatusName | None, Query()] = None,
-        created_after: Annotated[dt.datetime | None, Query()] = None,
-        created_before: Annotated[dt.datetime | None, Query()] = None,
+        created_after: Annotated[
+            IsoDateTime | None, Query(description="Jobs created at or after (ISO 8601)")
+        ] = None,
+        created_before: Annotated[
+            IsoDateTime | None, Query(description="Jobs created before (ISO 8601)")
+        ] = None,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> JobList:
