@@ -3,6 +3,7 @@ jobs on it (a running one fails with a reason, one it never started is requeued 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,3 +76,52 @@ async def test_comfyui_restarted_under_jobs(
 async def _queue(url: str) -> object:
     async with httpx.AsyncClient() as raw:  # test-side look at ComfyUI's queue
         return (await raw.get(f"{url}/queue")).json()
+
+
+@pytest.mark.slow
+async def test_a_job_comfyui_ran_and_forgot_is_not_run_again(
+    tmp_path: Path, own_comfyui: ComfyUIServer
+) -> None:
+    """The service stops with a job waiting on ComfyUI; ComfyUI runs it unwatched, then is
+    restarted (its history gone). On the service's next start ComfyUI no longer knows the job,
+    but its output file exists: the job is failed with that evidence, never queued again. A
+    job that had not run by then is requeued and runs once."""
+    settings = make_settings(tmp_path, own_comfyui.url, dispatch_concurrency=2)
+
+    async def service() -> LifespanManager:
+        return LifespanManager(create_app(settings), startup_timeout=60, shutdown_timeout=30)
+
+    async with await service() as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as http:
+            blocker = (await http.post("/api/v1/jobs", json={"workflow": graphs.sleep(1.5)})).json()
+            ran = (await http.post("/api/v1/jobs", json={"workflow": graphs.invert()})).json()
+            await wait_for_job(http, blocker["job_id"], lambda j: j["status"] == "processing")
+            deadline = time.monotonic() + 10
+            while ran["prompt_id"] not in str(await _queue(own_comfyui.url)):
+                assert time.monotonic() < deadline, "the job never reached ComfyUI"
+            assert (await http.get(f"/api/v1/jobs/{ran['job_id']}")).json()["status"] == "queued"
+    # the service is down; ComfyUI runs the job unwatched, then forgets it
+    deadline = time.monotonic() + 30
+    while ran["prompt_id"] not in str(await _history(own_comfyui.url)):
+        assert time.monotonic() < deadline, "ComfyUI never ran the job"
+        await asyncio.sleep(0.1)
+    own_comfyui.kill()
+    own_comfyui.restart()
+    async with await service() as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as http:
+            lost = await wait_for_job(http, ran["job_id"], timeout=60)
+            assert lost["status"] == "failed", lost
+            assert lost["error"]["code"] == "JOB_LOST", lost
+            evidence = lost["error"]["details"]["evidence"]
+            assert evidence == f"comfykit-server/{ran['job_id']}/3_00001_.png", lost
+            assert "not run again" in lost["error"]["message"]
+            # ComfyUI was not asked to run it a second time
+            assert ran["job_id"] not in str(await _history(own_comfyui.url))
+            assert ran["job_id"] not in str(await _queue(own_comfyui.url))
+
+
+async def _history(url: str) -> object:
+    async with httpx.AsyncClient() as raw:  # test-side look at ComfyUI's history
+        return (await raw.get(f"{url}/history")).json()

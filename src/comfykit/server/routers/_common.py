@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Request, Response
+from fastapi import Header, Request, Response
 from fastapi.responses import FileResponse
 
 from comfykit.server.errors import ErrorEnvelope
+
+if TYPE_CHECKING:
+    from comfykit.server.schemas import JobResponse
+    from comfykit.server.state import ServiceState
+    from comfykit.server.store import JobRow
 
 __all__ = [
     "BASE_KEY",
     "ERRORS",
     "REQUEST_ID_KEY",
+    "PreferHeader",
     "base_path",
+    "created_job",
     "file_response",
     "prefer_wait",
 ]
@@ -68,6 +75,36 @@ def prefer_wait(header: str | None, limit: float) -> float | None:
                 return None
             return min(seconds, limit)
     return None
+
+
+#: The ``Prefer`` request header of the routes that create a job.
+PreferHeader = Annotated[
+    str | None,
+    Header(description="RFC 7240: `wait=N` waits up to N seconds for the job to end"),
+]
+
+
+def _prefer_value(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)
+
+
+async def created_job(
+    state: ServiceState,
+    row: JobRow,
+    request: Request,
+    response: Response,
+    prefer: str | None,
+    path: str,
+) -> JobResponse:
+    """The answer of every route that creates a job: ``Prefer: wait=N`` honoured (and echoed
+    in ``Preference-Applied``), ``Location`` at ``path`` (``{id}`` is the job id)."""
+    wait = prefer_wait(prefer, state.settings.max_wait_seconds)
+    if wait is not None:
+        row = await state.jobs.wait(row.id, wait)
+        response.headers["Preference-Applied"] = f"wait={_prefer_value(wait)}"
+    base = base_path(request)
+    response.headers["Location"] = base + path.format(id=row.id)
+    return await state.jobs.view(row, base)
 
 
 def file_response(request: Request, path: Path, record: dict[str, Any]) -> Response:

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.routing import APIRoute
 
 from comfykit.server.errors import ServiceError
-from comfykit.server.routers._common import base_path, errors, file_response, prefer_wait
+from comfykit.server.routers._common import (
+    PreferHeader,
+    base_path,
+    created_job,
+    errors,
+    file_response,
+)
 from comfykit.server.schemas import BatchBody, BatchResponse, GenerateBody, JobResponse
 
 if TYPE_CHECKING:
@@ -30,20 +36,11 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         summary="Queue a text-to-image job",
     )
     async def generate_image(
-        body: GenerateBody,
-        request: Request,
-        response: Response,
-        prefer: str | None = Header(default=None, description="RFC 7240, e.g. `wait=30`"),
+        body: GenerateBody, request: Request, response: Response, prefer: PreferHeader = None
     ) -> JobResponse:
         """Queue a job (201 at once); with ``Prefer: wait=N`` wait up to N s for its end."""
         row = await jobs.create_generation(body)
-        wait = prefer_wait(prefer, state.settings.max_wait_seconds)
-        if wait is not None:
-            row = await jobs.wait(row.id, wait)
-            response.headers["Preference-Applied"] = f"wait={prefer_value(wait)}"
-        base = base_path(request)
-        response.headers["Location"] = f"{base}/api/v1/generate/{row.id}"
-        return await jobs.view(row, base)
+        return await created_job(state, row, request, response, prefer, "/api/v1/generate/{id}")
 
     @router.post(
         "/api/v1/generate/batch",
@@ -103,8 +100,3 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         return file_response(request, path, record)
 
     return router
-
-
-def prefer_value(seconds: float) -> str:
-    """``wait`` as written back in ``Preference-Applied``."""
-    return str(int(seconds)) if float(seconds).is_integer() else str(seconds)

@@ -12,8 +12,13 @@ from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
 
 from comfykit.server.events import TERMINAL_EVENTS, JobEvent, iterate, sse_frame
-from comfykit.server.routers._common import base_path, errors, file_response, prefer_wait
-from comfykit.server.routers.generate import prefer_value
+from comfykit.server.routers._common import (
+    PreferHeader,
+    base_path,
+    created_job,
+    errors,
+    file_response,
+)
 from comfykit.server.schemas import JobList, JobResponse, JobStatusName, WorkflowJobBody
 
 if TYPE_CHECKING:
@@ -51,21 +56,12 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         summary="Run an ad-hoc workflow",
     )  # fmt: skip
     async def create_job(
-        body: WorkflowJobBody,
-        request: Request,
-        response: Response,
-        prefer: str | None = Header(default=None, description="RFC 7240, e.g. `wait=30`"),
+        body: WorkflowJobBody, request: Request, response: Response, prefer: PreferHeader = None
     ) -> JobResponse:
         """Queue a workflow (API format, UI format, or a PNG's embedded graph), checked
         against the node catalog first."""
         row = await jobs.create_workflow_job(body)
-        wait = prefer_wait(prefer, state.settings.max_wait_seconds)
-        if wait is not None:
-            row = await jobs.wait(row.id, wait)
-            response.headers["Preference-Applied"] = f"wait={prefer_value(wait)}"
-        base = base_path(request)
-        response.headers["Location"] = f"{base}/api/v1/jobs/{row.id}"
-        return await jobs.view(row, base)
+        return await created_job(state, row, request, response, prefer, "/api/v1/jobs/{id}")
 
     @router.get("/api/v1/jobs", response_model=JobList, responses=errors(), summary="List jobs")
     async def list_jobs(

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
-from comfykit.server.routers._common import base_path, errors
+from comfykit.server.routers._common import PreferHeader, base_path, created_job, errors
 from comfykit.server.schemas import (
     ExecuteBody,
     JobResponse,
@@ -66,12 +66,15 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
                  response_model=JobResponse, responses=errors(),
                  summary="Run a workflow template")  # fmt: skip
     async def execute_workflow(
-        template_id: str, body: ExecuteBody, request: Request, response: Response
+        template_id: str,
+        body: ExecuteBody,
+        request: Request,
+        response: Response,
+        prefer: PreferHeader = None,
     ) -> JobResponse:
-        """Queue a job with the given parameter values (each validated; 400 names it)."""
+        """Queue a job with the given parameter values (each validated; 400 names it); with
+        ``Prefer: wait=N`` wait up to N s for its end."""
         row = await templates.execute(template_id, body.parameters)
-        base = base_path(request)
-        response.headers["Location"] = f"{base}/api/v1/jobs/{row.id}"
-        return await state.jobs.view(row, base)
+        return await created_job(state, row, request, response, prefer, "/api/v1/jobs/{id}")
 
     return router

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from comfykit import (
+    APIStatusError,
     AsyncComfyClient,
     ComfyConnectionError,
     ComfyError,
@@ -31,6 +32,7 @@ from comfykit import (
     JobInterrupted,
     JobLost,
     JobTimeoutError,
+    NotFoundError,
     PreviewImage,
     Progress,
     PromptValidationError,
@@ -53,6 +55,16 @@ log = logging.getLogger("comfykit.server.dispatcher")
 
 _T = TypeVar("_T")
 _STARTED = (ExecutionStart, Executing, Progress, ExecutionCached)
+#: Where ComfyUI saves a job's files: ``comfykit-server/<job id>/<node id>_00001_.png`` ...
+OUTPUT_FOLDER = "comfykit-server"
+#: Save nodes whose first file name is known in advance (``<prefix>_00001_.png``).
+_PNG_SAVERS = frozenset({"SaveImage"})
+
+
+def output_prefix(job_id: str, node_id: str) -> str:
+    """The ``filename_prefix`` the service gives a job's save node: unique per job and node,
+    so the files of one run can be told from any other's."""
+    return f"{OUTPUT_FOLDER}/{job_id}/{node_id}"
 
 
 @dataclass
@@ -306,8 +318,13 @@ class Dispatcher:
             raise _Requeued from exc
 
     async def _prepare(self, client: AsyncComfyClient, row: JobRow) -> dict[str, Any]:
-        """The job's graph with its uploads sent to this ComfyUI and referenced."""
+        """The job's graph with its uploads sent to this ComfyUI and referenced, and its save
+        nodes' file names set by the service (:func:`output_prefix`)."""
         prompt = copy.deepcopy(row.workflow)
+        for node_id, node in prompt.items():
+            inputs = node.get("inputs") if isinstance(node, dict) else None
+            if isinstance(inputs, dict) and isinstance(inputs.get("filename_prefix"), str):
+                inputs["filename_prefix"] = output_prefix(row.id, str(node_id))
         for node_id, inputs in (row.uploads or {}).items():
             for input_name, upload_id in inputs.items():
                 upload = await self.store.get_upload(upload_id)
@@ -319,13 +336,48 @@ class Dispatcher:
                 prompt[node_id]["inputs"][input_name] = uploaded.ref
         return prompt
 
+    async def _ran_before(self, row: JobRow) -> str | None:
+        """Evidence that ComfyUI already ran the job although it no longer knows it (it was
+        restarted after running it while nobody watched): the first file one of its save
+        nodes writes. ``None`` when no such file exists (or none can be predicted)."""
+        client = self.clients.get(row.server_url or "")
+        if client is None:
+            return None
+        for node_id, node in (row.workflow or {}).items():
+            if not isinstance(node, dict) or node.get("class_type") not in _PNG_SAVERS:
+                continue
+            prefix = output_prefix(row.id, str(node_id))
+            folder, _, name = prefix.rpartition("/")
+            ref = {"filename": f"{name}_00001_.png", "subfolder": folder, "type": "output"}
+            try:
+                await client.download(ref)
+            except NotFoundError:
+                continue
+            except APIStatusError as exc:
+                # cannot tell: treat as evidence, so the job is never run twice (a connection
+                # error propagates instead: the caller retries while ComfyUI is away)
+                return f"{folder}/{ref['filename']} (ComfyUI answered {exc.status_code})"
+            return f"{folder}/{ref['filename']}"
+        return None
+
     async def _lost(self, row: JobRow, reason: str) -> None:
-        """ComfyUI does not know a dispatched job: requeue it if it never started."""
+        """ComfyUI does not know a dispatched job: requeue it if it never ran (no file of
+        it exists on that ComfyUI), fail it with the reason otherwise."""
         current = await self.store.get_job(row.id)
         if current is None or current.status in FINISHED:
             return
         if current.cancel_requested:
             await self._finish(row, "cancelled", None, event_data={"reason": reason})
+            return
+        evidence = await self._ran_before(row)
+        if evidence is not None:
+            await self._fail(
+                row,
+                "JOB_LOST",
+                f"{reason}; it had already run there (its output {evidence} exists), so it "
+                "is not run again",
+                {"evidence": evidence},
+            )
             return
         if current.status == "queued":
             # Requeued under a fresh prompt id: ComfyUI was just seen not to know the old one,
