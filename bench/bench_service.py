@@ -25,6 +25,8 @@ import contextlib
 import json
 import os
 import random
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -124,13 +126,38 @@ async def _overhead(service: str, comfyui: str, n: int) -> dict[str, float]:
     }
 
 
-async def _status_reads(service: str, seconds: float, connections: int) -> float:
-    """Requests per second of ``GET /api/v1/jobs/{id}`` with keep-alive connections."""
+def _wrk(url: str, seconds: float, connections: int) -> float | None:
+    """Requests per second measured by wrk (Debian's package), or ``None`` without it."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    done = subprocess.run(
+        [wrk, "-t", "1", "-c", str(connections), "-d", f"{max(1, int(seconds))}s", url],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    rate = re.search(r"Requests/sec:\s+([0-9.]+)", done.stdout)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    if rate is None or errors is not None:
+        raise SystemExit(f"wrk failed: {done.stdout}{done.stderr}")
+    return float(rate.group(1))
+
+
+async def _status_reads(service: str, seconds: float, connections: int) -> dict[str, Any]:
+    """Requests per second of ``GET /api/v1/jobs/{id}`` with keep-alive connections: wrk where
+    it is installed (one thread: the machine has two cores and the service uses one), else a
+    Python load generator."""
     async with httpx.AsyncClient(base_url=service, timeout=60) as http:
         r = await http.post(
             "/api/v1/jobs", json={"workflow": _graph(_color())}, headers={"Prefer": "wait=60"}
         )
         job_id = r.json()["job_id"]
+    rate = _wrk(f"{service}/api/v1/jobs/{job_id}", seconds, connections)
+    if rate is not None:
+        return {"rate": rate, "tool": "wrk"}
+    return {"rate": await _python_reads(service, job_id, seconds, connections), "tool": "httpx"}
+
+
+async def _python_reads(service: str, job_id: str, seconds: float, connections: int) -> float:
     count = 0
     errors = 0
     stop = time.perf_counter() + seconds
@@ -172,10 +199,12 @@ async def _burst(service: str, comfyui: str, n: int) -> dict[str, int]:
             await asyncio.sleep(0.2)
     async with AsyncComfyClient(comfyui) as comfy:
         history = await comfy.history()
-    prompts: dict[str, int] = {}
+    # every run of a job on ComfyUI carries the job id in its save node's file name prefix
+    runs: dict[str, int] = {}
     for entry in history.values():
-        key = json.dumps(entry.api_prompt, sort_keys=True)  # every job has its own colour
-        prompts[key] = prompts.get(key, 0) + 1
+        text = json.dumps(entry.api_prompt)
+        for job_id in re.findall(r"comfykit-server/([0-9a-f-]{36})/", text):
+            runs[job_id] = runs.get(job_id, 0) + 1
     return {
         "submitted": n,
         "accepted": len(ids),
@@ -183,7 +212,8 @@ async def _burst(service: str, comfyui: str, n: int) -> dict[str, int]:
         "failed": sum(s != "completed" for s in finished.values()),
         "lost": len(pending),
         "history_entries": len(history),
-        "duplicated": sum(c - 1 for c in prompts.values() if c > 1),
+        "ran_on_comfyui": sum(1 for i in ids if runs.get(i)),
+        "duplicated": sum(runs.get(i, 0) - 1 for i in ids if runs.get(i, 0) > 1),
     }
 
 
@@ -229,15 +259,19 @@ def _table(r: dict[str, Any]) -> str:
     for key, value in r.items():
         if key.startswith("status_reads_"):
             store = key.removeprefix("status_reads_")
-            ok = "PASS" if value >= 2000 else "FAIL"
-            lines.append(f"| GET /api/v1/jobs/{{id}}, {store} store (req/s) | {value:,.0f} | "
-                         f"≥ 2,000 | {ok} |")  # fmt: skip
+            ok = "PASS" if value["rate"] >= 2000 else "FAIL"
+            lines.append(f"| GET /api/v1/jobs/{{id}}, {store} store (req/s, {value['tool']}) | "
+                         f"{value['rate']:,.0f} | ≥ 2,000 | {ok} |")  # fmt: skip
     b = r["burst"]
-    ok = b["completed"] == b["submitted"] and b["duplicated"] == 0 and b["lost"] == 0
+    ok = (
+        b["completed"] == b["submitted"] == b["ran_on_comfyui"]
+        and b["duplicated"] == 0
+        and b["lost"] == 0
+    )
     lines.append(
-        f"| {b['submitted']} concurrent submissions: completed / failed / lost / duplicated | "
-        f"{b['completed']} / {b['failed']} / {b['lost']} / {b['duplicated']} | all, 0, 0, 0 | "
-        f"{'PASS' if ok else 'FAIL'} |"
+        f"| {b['submitted']} concurrent submissions: completed / failed / lost / ran on ComfyUI "
+        f"/ duplicated | {b['completed']} / {b['failed']} / {b['lost']} / {b['ran_on_comfyui']}"
+        f" / {b['duplicated']} | all, 0, 0, all, 0 | {'PASS' if ok else 'FAIL'} |"
     )
     return "\n".join(lines)
 

@@ -69,6 +69,10 @@ async def test_prefer_wait_returns_the_finished_job(client: httpx.AsyncClient) -
     job = response.json()
     assert job["status"] == "completed", job
     assert job["completed_at"] is not None and job["images"]
+    # the metadata the store keeps comes back with it (graph and timings)
+    assert job["metadata"]["graph"]["2"]["class_type"] == "ImageInvert", job
+    timings = job["metadata"]["timings"]
+    assert timings["total_ms"] > 0 and timings["execution_ms"] >= 0, timings
 
 
 async def test_prefer_wait_gives_up_after_n_seconds(client: httpx.AsyncClient) -> None:

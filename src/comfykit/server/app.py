@@ -104,7 +104,8 @@ def create_router(
 
     router = APIRouter(route_class=route_class, lifespan=router_lifespan)
     for build in (generate.build, jobs.build, workflows.build, uploads.build, health.build):
-        router.include_router(build(state, route_class))
+        # the routes themselves, not the sub-router: one flat table is matched per request
+        router.routes.extend(build(state, route_class).routes)
     router.comfykit_state = state  # type: ignore[attr-defined]
     return router
 

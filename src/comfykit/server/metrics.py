@@ -55,6 +55,7 @@ class Metrics:
             ["server"],
             registry=self.registry,
         )
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._durations: collections.deque[float] = collections.deque(maxlen=window)
         self._count = 0
         self._errors = 0
@@ -63,8 +64,12 @@ class Metrics:
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Record one answered request."""
         labels = (route, method, str(status))
-        self.requests.labels(*labels).inc()
-        self.latency.labels(*labels).observe(seconds)
+        children = self._children.get(labels)
+        if children is None:  # one lookup per label set, not two per request
+            children = (self.requests.labels(*labels), self.latency.labels(*labels))
+            self._children[labels] = children
+        children[0].inc()
+        children[1].observe(seconds)
         self._durations.append(seconds)
         self._count += 1
         self._total_time += seconds

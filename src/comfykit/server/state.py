@@ -108,6 +108,8 @@ class ServiceState:
     ) -> None:
         """Record one answered request: metrics and one JSON access-log line."""
         self.metrics.observe_request(route, method, status, seconds)
+        if not access_log.isEnabledFor(logging.INFO):
+            return
         access_log.info(
             json.dumps(
                 {

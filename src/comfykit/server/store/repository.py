@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, event, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from comfykit.server.store.models import (
     BatchRow,
@@ -44,6 +46,13 @@ async def migrate(engine: AsyncEngine) -> None:
         await conn.run_sync(_run_migrations)
 
 
+#: The most frequent statement (a job's status), built once, run without the ORM session.
+# Each column is labelled with its attribute's name (``meta`` is the column ``metadata``).
+_JOB_BY_ID = select(
+    *(attr.columns[0].label(attr.key) for attr in sa_inspect(JobRow).column_attrs)
+).where(JobRow.id == bindparam("job_id"))
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -53,6 +62,34 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=250")
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+class _LoopThreadReads:
+    """The async face of a synchronous SQLite session: the store's reads run on the event
+    loop's own thread. In WAL mode a reader never waits for a writer, and a point read takes
+    tens of microseconds, far less than handing each statement to a driver thread and back."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return self._session.execute(*args, **kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        return self._session.get(*args, **kwargs)
+
+    async def __aenter__(self) -> _LoopThreadReads:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._session.close()
+
+
 class Store:
     """Access to the job store. ``await open()`` before use, ``await close()`` after."""
 
@@ -60,6 +97,10 @@ class Store:
         self.url = url
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[Any] | None = None
+        self._reads: async_sessionmaker[Any] | None = None
+        self._sync_engine: Engine | None = None
+        self._reader: AsyncEngine | None = None
+        self._sync_reads: sessionmaker[Session] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -76,24 +117,60 @@ class Store:
             if url.database and url.database != ":memory:":
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         else:
-            kwargs["pool_pre_ping"] = True
+            # No pre-ping (a round trip per checkout): a connection the server dropped fails
+            # its statement, is invalidated with the pool, and the read is retried once.
+            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
         engine = create_async_engine(url, **kwargs)
         if url.get_backend_name() == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         await migrate(engine)
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Reads are single statements: in autocommit mode they cost one round trip (no
+        # BEGIN, no ROLLBACK when the connection goes back to the pool).
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            self._sync_engine = create_engine(url.set(drivername="sqlite"))
+            event.listen(self._sync_engine, "connect", _sqlite_reader_pragmas)
+            self._sync_reads = sessionmaker(self._sync_engine, expire_on_commit=False)
+        else:
+            self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._reads = async_sessionmaker(self._reader, expire_on_commit=False)
 
     async def close(self) -> None:
         """Dispose of the engine."""
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+            self._sync_engine = None
+            self._sync_reads = None
+        self._reads = None
+        self._reader = None
 
     def _session(self) -> Any:
         if self._sessions is None:
             raise RuntimeError("the store is not open")
         return self._sessions()
+
+    def _read(self) -> Any:
+        if self._sync_reads is not None:
+            return _LoopThreadReads(self._sync_reads())
+        if self._reads is None:
+            raise RuntimeError("the store is not open")
+        return self._reads()
+
+    async def _first(self, query: Any, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The first row of a Core statement as a mapping (one statement, no ORM session)."""
+        if self._sync_engine is not None:
+            with self._sync_engine.connect() as conn:
+                found = conn.execute(query, params).first()
+        else:
+            if self._reader is None:
+                raise RuntimeError("the store is not open")
+            async with self._reader.connect() as aconn:
+                found = (await aconn.execute(query, params)).first()
+        return dict(found._mapping) if found is not None else None
 
     async def ping(self) -> bool:
         """True when the database answers."""
@@ -113,14 +190,12 @@ class Store:
 
     async def get_job(self, job_id: str) -> JobRow | None:
         """One job by id."""
-        async with self._session() as s:
-            result = await s.execute(select(JobRow).where(JobRow.id == job_id))
-            row: JobRow | None = result.scalar_one_or_none()
-            return row
+        mapping = await self._first(_JOB_BY_ID, {"job_id": job_id})
+        return JobRow(**mapping) if mapping is not None else None
 
     async def jobs_by_ids(self, ids: Sequence[str]) -> list[JobRow]:
         """Several jobs, in ``seq`` order."""
-        async with self._session() as s:
+        async with self._read() as s:
             result = await s.execute(select(JobRow).where(JobRow.id.in_(ids)).order_by(JobRow.seq))
             return list(result.scalars())
 
@@ -146,25 +221,25 @@ class Store:
             query = query.where(JobRow.seq < before_seq)
         if batch_id is not None:
             query = query.where(JobRow.batch_id == batch_id)
-        async with self._session() as s:
+        async with self._read() as s:
             return list((await s.execute(query)).scalars())
 
     async def queue_position(self, row: JobRow) -> int:
         """1-based position of a queued job among the queued ones."""
         query = select(func.count()).where(JobRow.status == "queued", JobRow.seq < row.seq)
-        async with self._session() as s:
+        async with self._read() as s:
             return int((await s.execute(query)).scalar_one()) + 1
 
     async def count_by_status(self) -> dict[str, int]:
         """How many jobs are in each state."""
         query = select(JobRow.status, func.count()).group_by(JobRow.status)
-        async with self._session() as s:
+        async with self._read() as s:
             return {str(k): int(v) for k, v in (await s.execute(query)).all()}
 
     async def queued_count(self) -> int:
         """How many jobs are queued (in the service or on ComfyUI)."""
         query = select(func.count()).where(JobRow.status == "queued")
-        async with self._session() as s:
+        async with self._read() as s:
             return int((await s.execute(query)).scalar_one())
 
     async def claim_next(self, server_url: str) -> JobRow | None:
@@ -207,7 +282,7 @@ class Store:
             .where(JobRow.status.in_(ACTIVE), JobRow.server_url.is_not(None))
             .order_by(JobRow.seq)
         )
-        async with self._session() as s:
+        async with self._read() as s:
             return list((await s.execute(query)).scalars())
 
     async def update_job(
@@ -256,7 +331,7 @@ class Store:
             .where(JobEventRow.job_id == job_id, JobEventRow.id > after)
             .order_by(JobEventRow.id)
         )
-        async with self._session() as s:
+        async with self._read() as s:
             return list((await s.execute(query)).scalars())
 
     async def finished_before(self, cutoff: dt.datetime) -> list[JobRow]:
@@ -264,7 +339,7 @@ class Store:
         query = select(JobRow).where(
             JobRow.status.in_(list(FINISHED)), JobRow.completed_at < cutoff
         )
-        async with self._session() as s:
+        async with self._read() as s:
             return [r for r in (await s.execute(query)).scalars() if r.outputs]
 
     # -- batches --------------------------------------------------------------------------
@@ -275,20 +350,20 @@ class Store:
 
     async def get_batch(self, batch_id: str) -> BatchRow | None:
         """A batch by id."""
-        async with self._session() as s:
+        async with self._read() as s:
             row: BatchRow | None = await s.get(BatchRow, batch_id)
             return row
 
     # -- templates ------------------------------------------------------------------------
     async def list_templates(self) -> list[TemplateRow]:
         """Every stored template, oldest first."""
-        async with self._session() as s:
+        async with self._read() as s:
             query = select(TemplateRow).order_by(TemplateRow.created_at)
             return list((await s.execute(query)).scalars())
 
     async def get_template(self, template_id: str) -> TemplateRow | None:
         """A stored template by id."""
-        async with self._session() as s:
+        async with self._read() as s:
             row: TemplateRow | None = await s.get(TemplateRow, template_id)
             return row
 
@@ -315,13 +390,13 @@ class Store:
 
     async def get_upload(self, upload_id: str) -> UploadRow | None:
         """An upload by id."""
-        async with self._session() as s:
+        async with self._read() as s:
             row: UploadRow | None = await s.get(UploadRow, upload_id)
             return row
 
     async def uploads_before(self, cutoff: dt.datetime) -> list[UploadRow]:
         """Uploads older than ``cutoff``."""
-        async with self._session() as s:
+        async with self._read() as s:
             query = select(UploadRow).where(UploadRow.created_at < cutoff)
             return list((await s.execute(query)).scalars())
 
