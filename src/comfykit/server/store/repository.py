@@ -7,7 +7,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, create_engine, event, func, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -57,25 +67,46 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    # another process writing (``comfykit keys``, a migration) holds the lock briefly
+    cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
-def _sqlite_reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=250")
-    cursor.execute("PRAGMA query_only=ON")
-    cursor.close()
-
-
-class _LoopThreadReads:
-    """The async face of a synchronous SQLite session: the store's reads run on the event
-    loop's own thread. In WAL mode a reader never waits for a writer, and a point read takes
-    tens of microseconds, far less than handing each statement to a driver thread and back."""
+class _Begin:
+    """``async with session.begin()`` over a synchronous session's transaction."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._tx: Any = None
+
+    async def __aenter__(self) -> Any:
+        self._tx = self._session.begin()
+        return self._tx.__enter__()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self._tx.__exit__(*exc)
+
+
+class _LoopThreadSession:
+    """The async face of a synchronous SQLite session: the store's statements run on the
+    event loop's own thread. One service process is SQLite's one writer; in WAL mode readers
+    never wait, and a statement takes tens of microseconds, far less than handing it to a
+    driver thread and back (several hand-offs per transaction). Each method's transaction
+    runs to its end without yielding to the loop, so coroutines never interleave inside one.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def begin(self) -> _Begin:
+        return _Begin(self._session)
+
+    def add(self, instance: Any) -> None:
+        self._session.add(instance)
+
+    def add_all(self, instances: Any) -> None:
+        self._session.add_all(instances)
 
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         return self._session.execute(*args, **kwargs)
@@ -83,7 +114,16 @@ class _LoopThreadReads:
     async def get(self, *args: Any, **kwargs: Any) -> Any:
         return self._session.get(*args, **kwargs)
 
-    async def __aenter__(self) -> _LoopThreadReads:
+    async def flush(self) -> None:
+        self._session.flush()
+
+    async def merge(self, instance: Any) -> Any:
+        return self._session.merge(instance)
+
+    async def delete(self, instance: Any) -> None:
+        self._session.delete(instance)
+
+    async def __aenter__(self) -> _LoopThreadSession:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -100,7 +140,7 @@ class Store:
         self._reads: async_sessionmaker[Any] | None = None
         self._sync_engine: Engine | None = None
         self._reader: AsyncEngine | None = None
-        self._sync_reads: sessionmaker[Session] | None = None
+        self._sync_sessions: sessionmaker[Session] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -130,8 +170,8 @@ class Store:
         # BEGIN, no ROLLBACK when the connection goes back to the pool).
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             self._sync_engine = create_engine(url.set(drivername="sqlite"))
-            event.listen(self._sync_engine, "connect", _sqlite_reader_pragmas)
-            self._sync_reads = sessionmaker(self._sync_engine, expire_on_commit=False)
+            event.listen(self._sync_engine, "connect", _sqlite_pragmas)
+            self._sync_sessions = sessionmaker(self._sync_engine, expire_on_commit=False)
         else:
             self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
             self._reads = async_sessionmaker(self._reader, expire_on_commit=False)
@@ -144,18 +184,20 @@ class Store:
         if self._sync_engine is not None:
             self._sync_engine.dispose()
             self._sync_engine = None
-            self._sync_reads = None
+            self._sync_sessions = None
         self._reads = None
         self._reader = None
 
     def _session(self) -> Any:
+        if self._sync_sessions is not None:
+            return _LoopThreadSession(self._sync_sessions())
         if self._sessions is None:
             raise RuntimeError("the store is not open")
         return self._sessions()
 
     def _read(self) -> Any:
-        if self._sync_reads is not None:
-            return _LoopThreadReads(self._sync_reads())
+        if self._sync_sessions is not None:
+            return _LoopThreadSession(self._sync_sessions())
         if self._reads is None:
             raise RuntimeError("the store is not open")
         return self._reads()
@@ -244,36 +286,29 @@ class Store:
 
     async def claim_next(self, server_url: str) -> JobRow | None:
         """Hand the oldest job still in the service's own queue to ``server_url``."""
-        async with self._session() as s, s.begin():
-            for _ in range(5):  # another claimer may win a row; bounded retries
-                query = (
-                    select(JobRow.id)
-                    .where(JobRow.status == "queued", JobRow.server_url.is_(None))
-                    .order_by(JobRow.seq)
-                    .limit(1)
-                )
-                job_id = (await s.execute(query)).scalar_one_or_none()
-                if job_id is None:
-                    return None
-                claimed = await s.execute(
-                    update(JobRow)
-                    .where(
-                        JobRow.id == job_id,
-                        JobRow.status == "queued",
-                        JobRow.server_url.is_(None),
-                    )
-                    .values(
-                        server_url=server_url,
-                        dispatched_at=utcnow(),
-                        attempts=JobRow.attempts + 1,
-                    )
-                )
-                if getattr(claimed, "rowcount", 0) == 1:
-                    row: JobRow = (
-                        await s.execute(select(JobRow).where(JobRow.id == job_id))
-                    ).scalar_one()
+        oldest = (
+            select(JobRow.id)
+            .where(JobRow.status == "queued", JobRow.server_url.is_(None))
+            .order_by(JobRow.seq)
+            .limit(1)
+            .scalar_subquery()
+        )
+        # one statement: the row is claimed only if it is still queued and unclaimed
+        claim = (
+            update(JobRow)
+            .where(JobRow.id == oldest, JobRow.status == "queued", JobRow.server_url.is_(None))
+            .values(server_url=server_url, dispatched_at=utcnow(), attempts=JobRow.attempts + 1)
+            .returning(JobRow)
+            .execution_options(synchronize_session=False)
+        )
+        for _ in range(5):  # another claimer may take the row first: bounded retries
+            async with self._session() as s, s.begin():
+                row: JobRow | None = (await s.execute(claim)).scalar_one_or_none()
+                if row is not None:
                     return row
-            return None
+                if (await s.execute(select(oldest))).scalar_one_or_none() is None:
+                    return None
+        return None
 
     async def dispatched_jobs(self) -> list[JobRow]:
         """Jobs handed to a ComfyUI and not finished (what a restart must re-attach)."""
@@ -298,31 +333,34 @@ class Store:
         append an event in the same transaction; ``undispatched``: only while no ComfyUI has
         it. Returns the row (``None`` when not changed)
         and the event id."""
+        query = update(JobRow).where(JobRow.id == job_id).values(**values)
+        if only_if_status is not None:
+            query = query.where(JobRow.status.in_(list(only_if_status)))
+        if undispatched:
+            query = query.where(JobRow.server_url.is_(None))
+        query = query.returning(JobRow).execution_options(synchronize_session=False)
         async with self._session() as s, s.begin():
-            query = update(JobRow).where(JobRow.id == job_id).values(**values)
-            if only_if_status is not None:
-                query = query.where(JobRow.status.in_(list(only_if_status)))
-            if undispatched:
-                query = query.where(JobRow.server_url.is_(None))
-            result = await s.execute(query)
-            if getattr(result, "rowcount", 0) != 1:
+            row: JobRow | None = (await s.execute(query)).scalar_one_or_none()
+            if row is None:
                 return None, None
             event_id = None
             if event is not None:
-                ev = JobEventRow(job_id=job_id, event=event[0], data=event[1], created_at=utcnow())
-                s.add(ev)
-                await s.flush()
-                event_id = ev.id
-            row: JobRow = (await s.execute(select(JobRow).where(JobRow.id == job_id))).scalar_one()
+                event_id = await self._insert_event(s, job_id, event[0], event[1])
             return row, event_id
+
+    @staticmethod
+    async def _insert_event(s: Any, job_id: str, name: str, data: dict[str, Any]) -> int:
+        insert_event = (
+            insert(JobEventRow)
+            .values(job_id=job_id, event=name, data=data, created_at=utcnow())
+            .returning(JobEventRow.id)
+        )
+        return int((await s.execute(insert_event)).scalar_one())
 
     async def add_event(self, job_id: str, name: str, data: dict[str, Any]) -> int:
         """Append one event to a job's stream; returns its id."""
         async with self._session() as s, s.begin():
-            ev = JobEventRow(job_id=job_id, event=name, data=data, created_at=utcnow())
-            s.add(ev)
-            await s.flush()
-            return int(ev.id)
+            return await self._insert_event(s, job_id, name, data)
 
     async def events_after(self, job_id: str, after: int) -> list[JobEventRow]:
         """A job's events with ids above ``after``, oldest first."""
