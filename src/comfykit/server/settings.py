@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "default_comfyui_urls", "default_data_dir"]
@@ -76,6 +76,82 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed by CORS (none by default)."
     )
+    cors_methods: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["GET", "POST", "PUT", "DELETE"],
+        description="Methods allowed by CORS (env: comma-separated).",
+    )
+    cors_headers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [
+            "Authorization",
+            "Content-Type",
+            "X-API-Key",
+            "X-Request-ID",
+            "Prefer",
+            "Last-Event-ID",
+            "If-None-Match",
+        ],  # fmt: skip
+        description="Request headers allowed by CORS (env: comma-separated).",
+    )
+    # -- users ----------------------------------------------------------------------------
+    auth: Literal["none", "required"] = Field(
+        default="none",
+        description="`required`: every route but /health needs an API key or a JWT. "
+        "`none` is refused on a non-loopback host (unless --insecure-no-auth).",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="Shared secret of HS256 bearer tokens."
+    )
+    jwt_public_key: Path | None = Field(
+        default=None, description="A PEM public key or a JWKS file (RS256/ES256 tokens)."
+    )
+    jwt_audience: str | None = Field(default=None, description="The `aud` tokens must carry.")
+    jwt_issuer: str | None = Field(default=None, description="The `iss` tokens must carry.")
+    jwt_role_claim: str = Field(default="role", description="The token claim naming the role.")
+    public_ready: bool = Field(default=True, description="/ready answers without credentials.")
+    public_metrics: bool = Field(
+        default=False, description="/metrics answers without credentials (else admin only)."
+    )
+    adhoc_workflows: Literal["admin", "pro"] = Field(
+        default="admin", description="The lowest role that may POST /api/v1/jobs."
+    )
+    quota_free: int = Field(default=10, ge=0, description="Images per UTC day, role free.")
+    quota_pro: int = Field(default=1000, ge=0, description="Images per UTC day, role pro.")
+    user_max_queued: int = Field(
+        default=50, ge=1, description="Jobs one user may have queued or running (not admin)."
+    )
+    rate_limit: str | None = Field(
+        default=None,
+        description="Requests per key (per client IP without one), e.g. `60/minute`; "
+        "none by default.",
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="`memory://` (one process) or `redis://host:port` (shared by replicas).",
+    )
+    # -- webhooks ---------------------------------------------------------------------------
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="`whsec_...`: signs webhook deliveries (Standard Webhooks)."
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="Allow webhooks to private, loopback and link-local hosts."
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, le=50, description="Delivery attempts before a webhook is failed."
+    )
+    webhook_backoff_seconds: float = Field(
+        default=2.0, gt=0, description="Delay before the second attempt; doubles each time."
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of one delivery attempt."
+    )
+    # -- input limits ---------------------------------------------------------------------
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body but uploads (413)."
+    )
+    max_json_depth: int = Field(default=64, ge=4, description="Deepest JSON nesting accepted.")
+    max_image_pixels: int = Field(
+        default=40_000_000, ge=1, description="Largest upload in pixels (a bigger one is a 400)."
+    )
     max_prompt_length: int = Field(default=5000, ge=1, description="Longest prompt accepted.")
     dispatch_concurrency: int = Field(
         default=2, ge=1, le=64, description="Jobs fed to each ComfyUI at once."
@@ -92,7 +168,7 @@ class Settings(BaseSettings):
         default=30, gt=0, description="HTTP timeout of the requests made to ComfyUI."
     )
 
-    @field_validator("comfyui_urls", "cors_origins", mode="before")
+    @field_validator("comfyui_urls", "cors_origins", "cors_methods", "cors_headers", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return _split(value)
@@ -103,6 +179,26 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("at least one ComfyUI URL is needed")
         return [url.rstrip("/") for url in value]
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"rate_limit {value!r} is not a rate like `60/minute`") from exc
+        return value.strip()
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("whsec_"):
+            raise ValueError("webhook_secret must be a Standard Webhooks secret (whsec_...)")
+        return value
 
     @model_validator(mode="after")
     def _derived(self) -> Settings:

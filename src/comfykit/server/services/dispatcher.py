@@ -426,9 +426,13 @@ class Dispatcher:
                 }
                 fraction = event.value / event.max if event.max else None
                 updated, event_id = await self.store.update_job(
-                    row.id, {"progress": fraction}, event=("progress", data)
+                    row.id,
+                    {"progress": fraction},
+                    only_if_status=["queued", "processing"],
+                    event=("progress", data),
                 )
-                self.hub.publish(JobEvent(row.id, "progress", data, event_id))
+                if updated is not None:
+                    self.hub.publish(JobEvent(row.id, "progress", data, event_id))
             elif isinstance(event, PreviewImage):
                 data = {
                     "job_id": row.id,

@@ -363,7 +363,9 @@ class JobService:
             if updated is not None:
                 self.hub.publish(JobEvent(job_id, "cancelled", data, event_id))
                 return updated
-        await self.store.update_job(job_id, {"cancel_requested": True})
+        await self.store.update_job(
+            job_id, {"cancel_requested": True}, only_if_status=["queued", "processing"]
+        )
         await self.dispatcher.cancel(job_id)
         row = await self.get(job_id)
         if row.status not in FINISHED:

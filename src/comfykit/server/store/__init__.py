@@ -2,7 +2,9 @@
 Alembic at start-up. The store is the truth: every state change is written here first."""
 
 from comfykit.server.store.models import (
+    ApiKeyRow,
     BatchRow,
+    DeliveryRow,
     JobEventRow,
     JobRow,
     TemplateRow,
@@ -13,7 +15,9 @@ from comfykit.server.store.repository import FINISHED, Store, migrate
 
 __all__ = [
     "FINISHED",
+    "ApiKeyRow",
     "BatchRow",
+    "DeliveryRow",
     "JobEventRow",
     "JobRow",
     "Store",

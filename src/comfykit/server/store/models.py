@@ -10,7 +10,17 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Intege
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "BatchRow", "JobEventRow", "JobRow", "TemplateRow", "UploadRow", "utcnow"]
+__all__ = [
+    "ApiKeyRow",
+    "Base",
+    "BatchRow",
+    "DeliveryRow",
+    "JobEventRow",
+    "JobRow",
+    "TemplateRow",
+    "UploadRow",
+    "utcnow",
+]
 
 
 def utcnow() -> dt.datetime:
@@ -84,8 +94,16 @@ class JobRow(Base):
     dispatched_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: Who submitted it (an API key's owner or a token's subject; ``None`` without auth).
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: Images the job counts against its owner's daily quota (its outputs once completed).
+    images: Mapped[int] = mapped_column(Integer, default=1)
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
 
-    __table_args__ = (Index("ix_jobs_status_seq", "status", "seq"),)
+    __table_args__ = (
+        Index("ix_jobs_status_seq", "status", "seq"),
+        Index("ix_jobs_owner_created", "owner", "created_at"),
+    )
 
 
 class JobEventRow(Base):
@@ -110,6 +128,7 @@ class TemplateRow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     workflow: Mapped[dict[str, Any]] = mapped_column(JSON)
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -127,3 +146,44 @@ class UploadRow(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class ApiKeyRow(Base):
+    """An API key: only its SHA-256 hash is kept (keys are 256 random bits, so a plain hash
+    cannot be reversed by search), with who owns it, its role and when it was used."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The key's first characters, shown in listings so a key can be recognised.
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class DeliveryRow(Base):
+    """One webhook message for a job (its id is the ``webhook-id``) and its delivery state:
+    ``pending`` (due at ``next_attempt_at``), ``delivered`` or ``failed`` (attempts spent).
+    ``attempts_log`` keeps every attempt (time, HTTP status or error, duration)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(36), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts_log: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (Index("ix_deliveries_status_due", "status", "next_attempt_at"),)
