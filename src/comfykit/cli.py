@@ -275,8 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(handler=_cmd_info)
 
     # comfykit.server (FastAPI, heavy and optional) is imported only when `serve` runs.
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument("--database-url", default=None, help="job store URL (default: SQLite)")
+    store.add_argument("--data-dir", default=None, help="default: the user data dir")
     serve = sub.add_parser(
         "serve",
+        parents=[store],
         help="run the REST service (extra comfykit[server])",
         description="Run the comfykit REST service with uvicorn. Every flag is also an "
         "environment variable with the prefix COMFYKIT_ (flags win).",
@@ -288,14 +292,40 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default 8000)")
-    serve.add_argument("--database-url", default=None, help="job store URL (default: SQLite)")
     serve.add_argument("--storage-dir", default=None, help="outputs, uploads (default: data dir)")
-    serve.add_argument("--data-dir", default=None, help="default: the user data dir")
     serve.add_argument("--retention-days", type=float, default=None, help="keep outputs N days")
+    serve.add_argument(
+        "--auth", choices=["none", "required"], default=None,
+        help="none (loopback only; the default) or required (API keys or JWTs)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--insecure-no-auth", action="store_true", default=None,
+        help="serve without authentication on a non-loopback --host anyway",
+    )  # fmt: skip
     serve.add_argument(
         "--local", action="store_true", help="start the local CPU ComfyUI of comfykit.testing"
     )
     serve.set_defaults(handler=_cmd_serve)
+
+    keys = sub.add_parser(
+        "keys",
+        help="create, list and revoke the service's API keys",
+        description="Manage the API keys of the comfykit service (the same store as "
+        "`comfykit serve`: pass the same --data-dir / --database-url).",
+    )
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    create = keys_sub.add_parser(
+        "create", parents=[store], help="create a key and print it (shown this once)"
+    )
+    create.add_argument("--name", required=True, help="what the key is for")
+    create.add_argument("--role", choices=["free", "pro", "admin"], default="free")
+    create.add_argument("--owner", default=None, help="the user its jobs belong to (default: name)")
+    create.add_argument("--json", action="store_true", help="print the key's record as JSON")
+    listing = keys_sub.add_parser("list", parents=[store], help="list the keys (never the keys)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    revoke = keys_sub.add_parser("revoke", parents=[store], help="revoke a key by its id")
+    revoke.add_argument("key_id", metavar="ID")
+    keys.set_defaults(handler=_cmd_keys)
     return parser
 
 
@@ -639,6 +669,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         _error(f"comfykit serve needs the server extra: pip install 'comfykit[server]' ({exc})")
         return EXIT_USAGE
     return serve(args)
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    try:
+        from comfykit.server.cli import keys
+    except ImportError as exc:
+        _error(f"comfykit keys needs the server extra: pip install 'comfykit[server]' ({exc})")
+        return EXIT_USAGE
+    return keys(args)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from comfykit import AsyncComfyClient, __version__
 from comfykit.server.errors import error_response
-from comfykit.server.routers import generate, health, jobs, uploads, workflows
+from comfykit.server.routers import generate, health, jobs, keys, uploads, workflows
 from comfykit.server.routers._common import BASE_KEY, REQUEST_ID_KEY
 from comfykit.server.settings import Settings
 from comfykit.server.state import ServiceState
@@ -103,7 +103,14 @@ def create_router(
             yield
 
     router = APIRouter(route_class=route_class, lifespan=router_lifespan)
-    for build in (generate.build, jobs.build, workflows.build, uploads.build, health.build):
+    for build in (
+        generate.build,
+        jobs.build,
+        workflows.build,
+        uploads.build,
+        keys.build,
+        health.build,
+    ):
         # the routes themselves, not the sub-router: one flat table is matched per request
         router.routes.extend(build(state, route_class).routes)
     router.comfykit_state = state  # type: ignore[attr-defined]
@@ -199,9 +206,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Content-Type", "X-Request-ID", "Prefer", "Last-Event-ID"],
-            expose_headers=["X-Request-ID", "Location", "Preference-Applied", "ETag"],
+            allow_methods=list(settings.cors_methods),
+            allow_headers=list(settings.cors_headers),
+            expose_headers=[
+                "X-Request-ID",
+                "Location",
+                "Preference-Applied",
+                "ETag",
+                "Retry-After",
+                "RateLimit-Limit",
+                "RateLimit-Remaining",
+                "RateLimit-Reset",
+            ],  # fmt: skip
         )
     app.add_middleware(RequestContextMiddleware, state=state)
     app.state.comfykit = state

@@ -13,14 +13,18 @@ import logging
 import sys
 from typing import Any
 
-__all__ = ["serve"]
+__all__ = ["keys", "serve"]
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    if args.comfyui_url:
+    if getattr(args, "comfyui_url", None):
         values["comfyui_urls"] = list(args.comfyui_url)
-    for name in ("host", "port", "database_url", "storage_dir", "data_dir", "retention_days"):
+    names = (
+        "host", "port", "database_url", "storage_dir", "data_dir", "retention_days", "auth",
+        "insecure_no_auth",
+    )  # fmt: skip
+    for name in names:
         value = getattr(args, name, None)
         if value is not None:
             values[name] = value
@@ -49,9 +53,65 @@ def serve(args: argparse.Namespace) -> int:
         overrides["comfyui_urls"] = [local.url]
     try:
         settings = Settings(**overrides)
+        problem = settings.exposure_problem()
+        if problem is not None:
+            sys.stderr.write(f"comfykit serve: {problem}\n")
+            return 2
         app = create_app(settings)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
     finally:
         if local is not None:
             local.stop()
     return 0
+
+
+def keys(args: argparse.Namespace) -> int:
+    """``comfykit keys create|list|revoke``: the exit code."""
+    import asyncio
+    import json
+
+    from comfykit.server import Settings
+    from comfykit.server.errors import ServiceError
+    from comfykit.server.services.keys import KeyService
+    from comfykit.server.store import Store
+
+    settings = Settings(**_overrides(args))
+
+    async def run() -> int:
+        store = Store(settings.database_url)
+        await store.open()
+        try:
+            service = KeyService(store)
+            if args.keys_command == "create":
+                created = await service.create(args.name, args.role, args.owner)
+                if args.json:
+                    sys.stdout.write(created.model_dump_json(indent=2) + "\n")
+                else:
+                    sys.stdout.write(created.key + "\n")
+                    sys.stderr.write(
+                        f"created key {created.key_id} ({created.name}, role {created.role}, "
+                        f"owner {created.owner}); it is shown this once: keep it now\n"
+                    )
+            elif args.keys_command == "list":
+                listed = await service.list()
+                if args.json:
+                    rows = [k.model_dump(mode="json") for k in listed]
+                    sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+                for k in [] if args.json else listed:
+                    state = "revoked" if k.revoked_at else "active"
+                    used = k.last_used_at.isoformat(timespec="seconds") if k.last_used_at else "-"
+                    sys.stdout.write(
+                        f"{k.key_id}  {k.prefix}...  {k.role:<5}  {state:<7}  owner={k.owner}  "
+                        f"name={k.name}  last used {used}\n"
+                    )
+            else:
+                revoked = await service.revoke(args.key_id)
+                sys.stderr.write(f"revoked key {revoked.key_id} ({revoked.name})\n")
+            return 0
+        except ServiceError as exc:
+            sys.stderr.write(f"comfykit keys: {exc.message}\n")
+            return 2
+        finally:
+            await store.close()
+
+    return asyncio.run(run())

@@ -20,11 +20,17 @@ __all__ = [
     "JobOutput",
     "JobResponse",
     "JobStatusName",
+    "KeyCreateBody",
+    "KeyCreated",
+    "KeyList",
+    "KeyResponse",
+    "MeResponse",
     "TemplateBody",
     "TemplateList",
     "TemplateParameter",
     "TemplateResponse",
     "UploadResponse",
+    "UsageModel",
     "WorkflowJobBody",
 ]
 
@@ -246,3 +252,68 @@ class HealthResponse(BaseModel):
     servers: dict[str, dict[str, Any]]
     database: Literal["ok", "unavailable"]
     queue: dict[str, int]
+
+
+RoleName = Literal["free", "pro", "admin"]
+
+
+class KeyCreateBody(BaseModel):
+    """A new API key: its name, role and owner (the user its jobs belong to)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "ci", "role": "pro", "owner": "alice"}]},
+    )
+
+    name: str = Field(min_length=1, max_length=200)
+    role: RoleName = "free"
+    owner: str | None = Field(
+        default=None, min_length=1, max_length=200, description="default: the key's name"
+    )
+
+
+class KeyResponse(BaseModel):
+    """An API key as listed (never the key itself: only its first characters)."""
+
+    key_id: str
+    name: str
+    role: RoleName
+    owner: str
+    prefix: str = Field(description="the key's first characters, to recognise it")
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+
+class KeyCreated(KeyResponse):
+    """A new key: ``key`` is shown this once and cannot be read again."""
+
+    key: str
+
+
+class KeyList(BaseModel):
+    """Every API key, oldest first."""
+
+    keys: list[KeyResponse]
+
+
+class UsageModel(BaseModel):
+    """Today's use against the caller's limits (``None``: unlimited)."""
+
+    images_today: int
+    daily_image_quota: int | None
+    remaining_images: int | None
+    resets_at: dt.datetime
+    active_jobs: int
+    max_active_jobs: int | None
+    rate_limit: str | None
+
+
+class MeResponse(BaseModel):
+    """Who the caller is, and its usage and limits."""
+
+    user: str | None
+    role: RoleName
+    authenticated_by: Literal["none", "api_key", "jwt"]
+    key_id: str | None
+    usage: UsageModel

@@ -8,6 +8,7 @@ constructor (``comfykit serve`` flags) win over the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +29,15 @@ def default_data_dir() -> Path:
 def default_comfyui_urls() -> list[str]:
     """``[$COMFYUI_URL]``, else ``["http://127.0.0.1:8188"]``."""
     return [os.environ.get("COMFYUI_URL") or "http://127.0.0.1:8188"]
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _split(value: Any) -> Any:
@@ -107,6 +117,13 @@ class Settings(BaseSettings):
     jwt_audience: str | None = Field(default=None, description="The `aud` tokens must carry.")
     jwt_issuer: str | None = Field(default=None, description="The `iss` tokens must carry.")
     jwt_role_claim: str = Field(default="role", description="The token claim naming the role.")
+    jwt_leeway_seconds: float = Field(
+        default=30, ge=0, le=600, description="Clock skew allowed on `exp` and `nbf`."
+    )
+    insecure_no_auth: bool = Field(
+        default=False,
+        description="Let `auth=none` serve on a non-loopback host (not recommended).",
+    )
     public_ready: bool = Field(default=True, description="/ready answers without credentials.")
     public_metrics: bool = Field(
         default=False, description="/metrics answers without credentials (else admin only)."
@@ -199,6 +216,25 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().startswith("whsec_"):
             raise ValueError("webhook_secret must be a Standard Webhooks secret (whsec_...)")
         return value
+
+    @model_validator(mode="after")
+    def _jwt_keys(self) -> Settings:
+        if self.jwt_secret is not None and self.jwt_public_key is not None:
+            raise ValueError("set jwt_secret (HS256) or jwt_public_key (RS256/ES256), not both")
+        return self
+
+    def exposure_problem(self) -> str | None:
+        """Why serving these settings on ``host`` would be unsafe (``None`` when it is not):
+        ``auth=none`` is for loopback only."""
+        if self.auth != "none" or self.insecure_no_auth or _is_loopback(self.host):
+            return None
+        return (
+            f"refusing to serve on {self.host} without authentication: anyone who can reach "
+            "it could run jobs. Set COMFYKIT_AUTH=required (then create a key with "
+            "`comfykit keys create --role admin --name NAME`, or configure "
+            "COMFYKIT_JWT_SECRET / COMFYKIT_JWT_PUBLIC_KEY), listen on 127.0.0.1, or pass "
+            "--insecure-no-auth to insist."
+        )
 
     @model_validator(mode="after")
     def _derived(self) -> Settings:

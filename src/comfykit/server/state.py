@@ -13,11 +13,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from comfykit import AsyncComfyClient
+from comfykit.server.auth import Authenticator
 from comfykit.server.events import EventHub
+from comfykit.server.limits import RateLimiter
 from comfykit.server.metrics import Metrics
 from comfykit.server.services.dispatcher import Dispatcher
 from comfykit.server.services.files import Files
 from comfykit.server.services.jobs import JobService
+from comfykit.server.services.keys import KeyService
 from comfykit.server.services.templates import TemplateService
 from comfykit.server.settings import Settings
 from comfykit.server.store import Store
@@ -43,6 +46,9 @@ class ServiceState:
         )
         self.jobs = JobService(settings, self.store, self.hub, self.dispatcher, self.files)
         self.templates = TemplateService(settings, self.store, self.dispatcher, self.jobs)
+        self.limiter = RateLimiter(settings)
+        self.auth = Authenticator(settings, self.store, self.limiter)
+        self.keys = KeyService(self.store, self.auth)
         self._opened = 0
         self._lock = asyncio.Lock()
         self._cleanup: asyncio.Task[None] | None = None
@@ -73,6 +79,7 @@ class ServiceState:
                     await self._cleanup
                 self._cleanup = None
             await self.dispatcher.stop()
+            await self.limiter.close()
             await self.store.close()
 
     @contextlib.asynccontextmanager

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.routing import APIRoute
 
+from comfykit.server.auth import Policy, Principal
 from comfykit.server.errors import ServiceError
 from comfykit.server.routers._common import (
     PreferHeader,
@@ -27,6 +28,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     """The generation routes of one service."""
     router = APIRouter(tags=["generate"], route_class=route_class)
     jobs = state.jobs
+    user = Depends(state.auth.dependency(Policy.USER))
 
     @router.post(
         "/api/v1/generate",
@@ -36,10 +38,14 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         summary="Queue a text-to-image job",
     )
     async def generate_image(
-        body: GenerateBody, request: Request, response: Response, prefer: PreferHeader = None
+        body: GenerateBody,
+        request: Request,
+        response: Response,
+        prefer: PreferHeader = None,
+        who: Principal = user,
     ) -> JobResponse:
         """Queue a job (201 at once); with ``Prefer: wait=N`` wait up to N s for its end."""
-        row = await jobs.create_generation(body)
+        row = await jobs.create_generation(body, who)
         return await created_job(state, row, request, response, prefer, "/api/v1/generate/{id}")
 
     @router.post(
@@ -50,29 +56,29 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         summary="Queue several generation jobs as one batch",
     )
     async def generate_batch(
-        body: BatchBody, request: Request, response: Response
+        body: BatchBody, request: Request, response: Response, who: Principal = user
     ) -> BatchResponse:
         """One job per request (or per seed / prompt of one request), under a batch id."""
-        batch, _rows = await jobs.create_batch(body)
+        batch, _rows = await jobs.create_batch(body, who)
         base = base_path(request)
         response.headers["Location"] = f"{base}/api/v1/batches/{batch.id}"
-        return await jobs.batch_view(batch.id, base)
+        return await jobs.batch_view(batch.id, base, who)
 
     @router.get(
         "/api/v1/batches/{batch_id}", response_model=BatchResponse, responses=errors(),
         tags=["generate"], summary="A batch and its jobs",
     )  # fmt: skip
-    async def get_batch(batch_id: str, request: Request) -> BatchResponse:
+    async def get_batch(batch_id: str, request: Request, who: Principal = user) -> BatchResponse:
         """The batch's jobs and their counts by state."""
-        return await jobs.batch_view(batch_id, base_path(request))
+        return await jobs.batch_view(batch_id, base_path(request), who)
 
     @router.get(
         "/api/v1/generate/{job_id}", response_model=JobResponse, responses=errors(),
         summary="A generation job",
     )  # fmt: skip
-    async def get_generation(job_id: str, request: Request) -> JobResponse:
+    async def get_generation(job_id: str, request: Request, who: Principal = user) -> JobResponse:
         """The job (any job id works here)."""
-        return await jobs.view(await jobs.get(job_id), base_path(request))
+        return await jobs.view(await jobs.get(job_id, who), base_path(request))
 
     @router.get(
         "/api/v1/generate/{job_id}/image",
@@ -85,10 +91,13 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         summary="A job's image",
     )
     async def get_generation_image(
-        job_id: str, request: Request, index: int = Query(default=0, ge=0, le=10_000)
+        job_id: str,
+        request: Request,
+        index: int = Query(default=0, ge=0, le=10_000),
+        who: Principal = user,
     ) -> Response:
         """The job's ``index``-th image (default the first), with an ETag."""
-        row = await jobs.get(job_id)
+        row = await jobs.get(job_id, who)
         images = [
             o for o in row.outputs or [] if str(o.get("content_type", "")).startswith("image/")
         ]

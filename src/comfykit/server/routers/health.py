@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from comfykit.server.auth import Policy
 from comfykit.server.errors import ServiceError
 from comfykit.server.metrics import CONTENT_TYPE
 from comfykit.server.routers._common import errors
@@ -22,10 +23,12 @@ __all__ = ["build"]
 def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     """The health, readiness and metrics routes of one service."""
     router = APIRouter(tags=["health"], route_class=route_class)
+    auth = state.auth
 
     @router.get(
-        "/health", response_model=HealthResponse, responses=errors(), summary="Service health"
-    )
+        "/health", response_model=HealthResponse, responses=errors(), summary="Service health",
+        dependencies=[Depends(auth.dependency(Policy.PUBLIC))],
+    )  # fmt: skip
     async def health() -> HealthResponse:
         """``healthy`` when the database and at least one ComfyUI answer, else ``degraded``."""
         servers = await state.dispatcher.probe()
@@ -43,7 +46,8 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
             },
         )
 
-    @router.get("/ready", responses=errors(), summary="Readiness")
+    @router.get("/ready", responses=errors(), summary="Readiness",
+                dependencies=[Depends(auth.dependency(Policy.READY))])  # fmt: skip
     async def ready() -> dict[str, Any]:
         """200 when a ComfyUI answers and the queue is under ``max_queue``; else 503."""
         servers = await state.dispatcher.probe()
@@ -68,6 +72,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
             },
         },
         summary="Prometheus metrics",
+        dependencies=[Depends(auth.dependency(Policy.METRICS))],
     )
     async def metrics(request: Request) -> Response:
         """Prometheus text; the JSON summary with ``Accept: application/json``."""

@@ -6,11 +6,12 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
 
+from comfykit.server.auth import Policy, Principal
 from comfykit.server.events import TERMINAL_EVENTS, JobEvent, iterate, sse_frame
 from comfykit.server.routers._common import (
     PreferHeader,
@@ -50,17 +51,23 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     jobs = state.jobs
     store = state.store
     hub = state.hub
+    user = Depends(state.auth.dependency(Policy.USER))
+    adhoc = Depends(state.auth.dependency(Policy.ADHOC))
 
     @router.post(
         "/api/v1/jobs", status_code=201, response_model=JobResponse, responses=errors(),
         summary="Run an ad-hoc workflow",
     )  # fmt: skip
     async def create_job(
-        body: WorkflowJobBody, request: Request, response: Response, prefer: PreferHeader = None
+        body: WorkflowJobBody,
+        request: Request,
+        response: Response,
+        prefer: PreferHeader = None,
+        who: Principal = adhoc,
     ) -> JobResponse:
         """Queue a workflow (API format, UI format, or a PNG's embedded graph), checked
         against the node catalog first."""
-        row = await jobs.create_workflow_job(body)
+        row = await jobs.create_workflow_job(body, who)
         return await created_job(state, row, request, response, prefer, "/api/v1/jobs/{id}")
 
     @router.get("/api/v1/jobs", response_model=JobList, responses=errors(), summary="List jobs")
@@ -75,27 +82,29 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         ] = None,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        who: Principal = user,
     ) -> JobList:
-        """Jobs newest first, filtered by status and creation time; ``next_cursor`` pages."""
+        """Jobs newest first (the caller's own; an admin's: every job), filtered by status
+        and creation time; ``next_cursor`` pages."""
         return await jobs.list(
             status=status, created_after=_utc(created_after), created_before=_utc(created_before),
-            cursor=cursor, limit=limit, base=base_path(request),
+            cursor=cursor, limit=limit, base=base_path(request), who=who,
         )  # fmt: skip
 
     @router.get(
         "/api/v1/jobs/{job_id}", response_model=JobResponse, responses=errors(), summary="A job"
     )
-    async def get_job(job_id: str, request: Request) -> JobResponse:
+    async def get_job(job_id: str, request: Request, who: Principal = user) -> JobResponse:
         """The job as the store holds it."""
-        return await jobs.view(await jobs.get(job_id), base_path(request))
+        return await jobs.view(await jobs.get(job_id, who), base_path(request))
 
     @router.delete(
         "/api/v1/jobs/{job_id}", response_model=JobResponse, responses=errors(409),
         summary="Cancel a job",
     )  # fmt: skip
-    async def cancel_job(job_id: str, request: Request) -> JobResponse:
+    async def cancel_job(job_id: str, request: Request, who: Principal = user) -> JobResponse:
         """Dequeue a queued job, interrupt a running one; 409 when it has already ended."""
-        return await jobs.view(await jobs.cancel(job_id), base_path(request))
+        return await jobs.view(await jobs.cancel(job_id, who), base_path(request))
 
     @router.get(
         "/api/v1/jobs/{job_id}/outputs/{n}",
@@ -108,10 +117,10 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         summary="One output file of a job",
     )
     async def get_job_output(
-        job_id: str, request: Request, n: int = Path(ge=0, le=10_000)
+        job_id: str, request: Request, n: int = Path(ge=0, le=10_000), who: Principal = user
     ) -> Response:
         """Output ``n`` (any kind of file), streamed from storage with an ETag."""
-        path, record = state.files.output_path(await jobs.get(job_id), n)
+        path, record = state.files.output_path(await jobs.get(job_id, who), n)
         return file_response(request, path, record)
 
     @router.get(
@@ -126,10 +135,11 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     async def job_events(
         job_id: str,
         last_event_id: str | None = Header(default=None),
+        who: Principal = user,
     ) -> StreamingResponse:
         """Named events ``queued``, ``started``, ``progress``, ``preview``, ``completed``,
         ``failed``, ``cancelled`` with JSON data; resume with ``Last-Event-ID``."""
-        await jobs.get(job_id)
+        await jobs.get(job_id, who)
         try:
             after = max(0, int(last_event_id)) if last_event_id else 0
         except ValueError:

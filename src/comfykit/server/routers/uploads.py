@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile
 
+from comfykit.server.auth import Policy, Principal
 from comfykit.server.errors import ServiceError
 from comfykit.server.routers._common import base_path, errors
 from comfykit.server.schemas import UploadResponse
@@ -38,12 +39,15 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     """The upload route of one service."""
     router = APIRouter(tags=["uploads"], route_class=route_class)
     limit = state.settings.max_upload_bytes
+    user = Depends(state.auth.dependency(Policy.USER))
 
     @router.post(
         "/api/v1/uploads", status_code=201, response_model=UploadResponse,
         responses=errors(413, 415), openapi_extra=_BODY, summary="Upload an image or mask",
     )  # fmt: skip
-    async def upload_image(request: Request, response: Response) -> UploadResponse:
+    async def upload_image(
+        request: Request, response: Response, who: Principal = user
+    ) -> UploadResponse:
         """Multipart field ``file``: decoded with Pillow (not judged by its name), at most
         ``max_upload_bytes``, stored under a generated name. Returns its ``upload_id``."""
         ctype = request.headers.get("content-type", "")
@@ -64,7 +68,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
                     raise ServiceError(413, f"uploads are limited to {limit} bytes")
                 chunks.append(chunk)
             name = file.filename or ""
-        row = await state.files.save_upload(b"".join(chunks), name)
+        row = await state.files.save_upload(b"".join(chunks), name, who.user)
         response.headers["Location"] = f"{base_path(request)}/api/v1/uploads/{row.id}"
         return UploadResponse(
             upload_id=row.id, filename=row.original_name, content_type=row.content_type,
@@ -73,10 +77,10 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
 
     @router.get("/api/v1/uploads/{upload_id}", response_model=UploadResponse, responses=errors(),
                 summary="An upload's record")  # fmt: skip
-    async def get_upload(upload_id: str) -> UploadResponse:
-        """What was stored for an upload id."""
+    async def get_upload(upload_id: str, who: Principal = user) -> UploadResponse:
+        """What was stored for an upload id (the caller's own; an admin's: any)."""
         row = await state.store.get_upload(upload_id)
-        if row is None:
+        if row is None or not who.may_see(row.owner):
             raise ServiceError(404, f"no upload {upload_id}")
         return UploadResponse(
             upload_id=row.id, filename=row.original_name, content_type=row.content_type,

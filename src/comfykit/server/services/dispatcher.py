@@ -504,6 +504,10 @@ class Dispatcher:
         values["meta"] = base_meta
         if outputs is not None:
             values["outputs"] = outputs
+            # the quota counts what the job really made from now on
+            values["images"] = sum(
+                1 for o in outputs if str(o.get("content_type", "")).startswith("image/")
+            )
         data: dict[str, Any] = {"job_id": row.id, "status": status, **(event_data or {})}
         if error is not None:
             data["error"] = error

@@ -145,8 +145,10 @@ class Files:
             raise ServiceError(415, f"image format {fmt} is not accepted")
         return fmt, width, height
 
-    async def save_upload(self, data: bytes, original_name: str) -> UploadRow:
-        """Check and store an upload under a generated name; its record."""
+    async def save_upload(
+        self, data: bytes, original_name: str, owner: str | None = None
+    ) -> UploadRow:
+        """Check and store an upload (``owner``'s) under a generated name; its record."""
         fmt, width, height = self.check_image(data)
         suffix, content_type = _FORMATS[fmt]
         upload_id = str(uuid.uuid4())
@@ -167,6 +169,7 @@ class Files:
             width=width,
             height=height,
             created_at=utcnow(),
+            owner=owner,
         )
         await self.store.add_upload(row)
         return row

@@ -10,14 +10,16 @@ import base64
 import binascii
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from comfykit import WorkflowError, recipes
 from comfykit.graph.png_metadata import read_png_workflows
 from comfykit.graph.ui_format import is_api_prompt, is_ui_workflow, ui_to_api
+from comfykit.server.auth import Principal
 from comfykit.server.errors import ServiceError
 from comfykit.server.events import EventHub, JobEvent
+from comfykit.server.limits import day_start, next_reset, quota_for
 from comfykit.server.schemas import (
     BatchBody,
     BatchResponse,
@@ -107,10 +109,11 @@ class JobService:
             completed_at=row.completed_at,
         )
 
-    async def get(self, job_id: str) -> JobRow:
-        """A job row (404 when unknown)."""
+    async def get(self, job_id: str, who: Principal | None = None) -> JobRow:
+        """A job row (404 when unknown, and when it is another user's: ``who`` may not
+        learn that it exists)."""
         row = await self.store.get_job(job_id)
-        if row is None:
+        if row is None or (who is not None and not who.may_see(row.owner)):
             raise ServiceError(404, f"no job {job_id}")
         return row
 
@@ -125,8 +128,11 @@ class JobService:
         batch_id: str | None = None,
         template_id: str | None = None,
         job_id: str | None = None,
+        owner: Principal | None = None,
+        images: int = 1,
     ) -> JobRow:
-        """A new queued job row (not yet written)."""
+        """A new queued job row (not yet written) of ``owner``, counting ``images`` against
+        its quota until it ends (then its real image count)."""
         return JobRow(
             id=job_id or str(uuid.uuid4()),
             prompt_id=str(uuid.uuid4()),
@@ -143,10 +149,14 @@ class JobService:
             attempts=0,
             cancel_requested=False,
             created_at=utcnow(),
+            owner=owner.user if owner is not None else None,
+            images=images,
         )
 
-    async def enqueue(self, rows: Sequence[JobRow]) -> None:
-        """Write jobs (and their ``queued`` events) and wake the dispatcher."""
+    async def enqueue(self, rows: Sequence[JobRow], who: Principal | None = None) -> None:
+        """Write jobs (and their ``queued`` events) and wake the dispatcher; within ``who``'s
+        daily image quota and queue cap (429 ``QUOTA_EXCEEDED`` / ``TOO_MANY_JOBS``), checked
+        in the transaction that writes them."""
         events = [
             JobEventRow(
                 job_id=r.id, event="queued", data={"job_id": r.id, "status": "queued"},
@@ -154,10 +164,50 @@ class JobService:
             )
             for r in rows
         ]  # fmt: skip
-        await self.store.add_jobs(rows, events)
+        guard = self._limits_guard(who, rows) if who is not None else None
+        await self.store.add_jobs(rows, events, guard=guard)
         for r, ev in zip(rows, events, strict=True):
             self.hub.publish(JobEvent(r.id, "queued", dict(ev.data), ev.id))
         self.dispatcher.wake()
+
+    def _limits_guard(
+        self, who: Principal, rows: Sequence[JobRow]
+    ) -> Callable[[Any], Awaitable[None]] | None:
+        user = who.user
+        if who.is_admin or user is None:
+            return None
+        quota = quota_for(self.settings, who)
+        cap = self.settings.user_max_queued
+        wanted = sum(r.images for r in rows)
+
+        async def guard(session: Any) -> None:
+            await self.store.lock_user(session, user)
+            now = utcnow()
+            used = await self.store.usage_in(session, user, day_start(now))
+            if quota is not None and used.images + wanted > quota:
+                reset = next_reset(now)
+                wait = max(1, int((reset - now).total_seconds()) + 1)
+                raise ServiceError(
+                    429,
+                    f"daily image quota of the {who.role} role exhausted: {used.images} of "
+                    f"{quota} used today, {wanted} more asked; it resets at "
+                    f"{reset.isoformat().replace('+00:00', 'Z')}",
+                    code="QUOTA_EXCEEDED",
+                    details={"quota": quota, "used": used.images, "requested": wanted,
+                             "resets_at": reset.isoformat()},
+                    headers={"Retry-After": str(wait)},
+                )  # fmt: skip
+            if used.active + len(rows) > cap:
+                raise ServiceError(
+                    429,
+                    f"you have {used.active} jobs queued or running and may have at most "
+                    f"{cap}; wait for some to end (or cancel them)",
+                    code="TOO_MANY_JOBS",
+                    details={"active": used.active, "max_active": cap, "requested": len(rows)},
+                    headers={"Retry-After": "5"},
+                )  # fmt: skip
+
+        return guard
 
     def _check_prompt(self, prompt: str, where: str = "prompt") -> None:
         limit = self.settings.max_prompt_length
@@ -169,7 +219,7 @@ class JobService:
             )
 
     async def _generation_row(
-        self, body: GenerationRequest, *, batch_id: str | None = None
+        self, body: GenerationRequest, who: Principal | None, *, batch_id: str | None = None
     ) -> JobRow:
         self._check_prompt(body.prompt)
         request = body
@@ -192,16 +242,19 @@ class JobService:
             "timings": {},
         }
         return self.new_row(
-            kind="generate", workflow=workflow, meta=meta, batch_id=batch_id, job_id=job_id
-        )
+            kind="generate", workflow=workflow, meta=meta, batch_id=batch_id, job_id=job_id,
+            owner=who, images=resolved.batch_size,
+        )  # fmt: skip
 
-    async def create_generation(self, body: GenerateBody) -> JobRow:
+    async def create_generation(self, body: GenerateBody, who: Principal | None = None) -> JobRow:
         """One txt2img job from a generation request."""
-        row = await self._generation_row(body)
-        await self.enqueue([row])
+        row = await self._generation_row(body, who)
+        await self.enqueue([row], who)
         return row
 
-    async def create_batch(self, body: BatchBody) -> tuple[BatchRow, list[JobRow]]:
+    async def create_batch(
+        self, body: BatchBody, who: Principal | None = None
+    ) -> tuple[BatchRow, list[JobRow]]:
         """One job per request of a batch, under one batch id."""
         requests: list[GenerationRequest]
         if body.requests is not None:
@@ -228,17 +281,24 @@ class JobService:
         else:
             raise ServiceError(400, "requests is required (or request with seeds or prompts)")
         batch = BatchRow(id=str(uuid.uuid4()), created_at=utcnow())
-        rows = [await self._generation_row(r, batch_id=batch.id) for r in requests]
+        rows = [await self._generation_row(r, who, batch_id=batch.id) for r in requests]
         await self.store.add_batch(batch)
-        await self.enqueue(rows)
+        await self.enqueue(rows, who)
         return batch, rows
 
-    async def batch_view(self, batch_id: str, base: str) -> BatchResponse:
-        """A batch with its jobs and their counts by state."""
+    async def batch_view(
+        self, batch_id: str, base: str, who: Principal | None = None
+    ) -> BatchResponse:
+        """A batch with its jobs and their counts by state (404 when none of its jobs is
+        ``who``'s)."""
         batch = await self.store.get_batch(batch_id)
         if batch is None:
             raise ServiceError(404, f"no batch {batch_id}")
         rows = await self.store.list_jobs(batch_id=batch_id, limit=1000)
+        if who is not None:
+            rows = [r for r in rows if who.may_see(r.owner)]
+            if not rows:
+                raise ServiceError(404, f"no batch {batch_id}")
         rows.sort(key=lambda r: r.seq)
         counts: dict[str, int] = {}
         for r in rows:
@@ -257,7 +317,9 @@ class JobService:
             created_at=batch.created_at,
         )
 
-    async def api_workflow(self, body: WorkflowJobBody) -> dict[str, Any]:
+    async def api_workflow(
+        self, body: WorkflowJobBody, who: Principal | None = None
+    ) -> dict[str, Any]:
         """The API-format graph of an ad-hoc workflow (API, UI or PNG), checked against the
         node catalog (400 naming node and input)."""
         given = [x for x in (body.workflow, body.png, body.upload_id) if x is not None]
@@ -272,7 +334,7 @@ class JobService:
                     raise ServiceError(400, "png must be base64") from None
             else:
                 upload = await self.store.get_upload(str(body.upload_id))
-                if upload is None:
+                if upload is None or (who is not None and not who.may_see(upload.owner)):
                     raise ServiceError(400, f"upload_id: no upload {body.upload_id}")
                 raw = self.files.upload_path(upload).read_bytes()
             found = read_png_workflows(raw)
@@ -295,11 +357,15 @@ class JobService:
             raise WorkflowError(problems)
         return api
 
-    async def create_workflow_job(self, body: WorkflowJobBody) -> JobRow:
+    async def create_workflow_job(
+        self, body: WorkflowJobBody, who: Principal | None = None
+    ) -> JobRow:
         """A job running an ad-hoc workflow."""
-        api = await self.api_workflow(body)
-        row = self.new_row(kind="workflow", workflow=api, meta={"graph": api, "timings": {}})
-        await self.enqueue([row])
+        api = await self.api_workflow(body, who)
+        row = self.new_row(
+            kind="workflow", workflow=api, meta={"graph": api, "timings": {}}, owner=who
+        )
+        await self.enqueue([row], who)
         return row
 
     # -- listing --------------------------------------------------------------------------
@@ -312,8 +378,9 @@ class JobService:
         cursor: str | None,
         limit: int,
         base: str,
+        who: Principal | None = None,
     ) -> JobList:
-        """A page of jobs, newest first."""
+        """A page of jobs, newest first (``who``'s own unless an admin)."""
         before = decode_cursor(cursor) if cursor else None
         rows = await self.store.list_jobs(
             status=status,
@@ -321,6 +388,7 @@ class JobService:
             created_before=created_before,
             before_seq=before,
             limit=limit + 1,
+            owner=who.owner_filter if who is not None else None,
         )
         more = len(rows) > limit
         rows = rows[:limit]
@@ -342,10 +410,10 @@ class JobService:
         finally:
             self.hub.unsubscribe(job_id, queue)
 
-    async def cancel(self, job_id: str) -> JobRow:
+    async def cancel(self, job_id: str, who: Principal | None = None) -> JobRow:
         """Cancel a job: dequeued when still in the service's queue, cancelled on ComfyUI
         when dispatched; 409 when it has already ended."""
-        row = await self.get(job_id)
+        row = await self.get(job_id, who)
         if row.status in FINISHED:
             raise ServiceError(
                 409, f"job {job_id} has already ended ({row.status})",

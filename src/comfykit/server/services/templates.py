@@ -17,6 +17,7 @@ from comfykit.server.schemas import TemplateBody, TemplateParameter, TemplateRes
 from comfykit.server.store import JobRow, TemplateRow, utcnow
 
 if TYPE_CHECKING:
+    from comfykit.server.auth import Principal
     from comfykit.server.services.dispatcher import Dispatcher
     from comfykit.server.services.jobs import JobService
     from comfykit.server.settings import Settings
@@ -311,8 +312,11 @@ class TemplateService:
         if not await self.store.delete_template(template_id):
             raise ServiceError(404, f"no workflow template {template_id}")
 
-    async def execute(self, template_id: str, values: dict[str, Any]) -> JobRow:
-        """Validate the parameter values, fill them in, and queue the job."""
+    async def execute(
+        self, template_id: str, values: dict[str, Any], who: Principal | None = None
+    ) -> JobRow:
+        """Validate the parameter values, fill them in, and queue the job (``who``'s: its
+        image parameters must be its own uploads)."""
         template = await self.get(template_id)
         catalog = await self._catalog(required=True)
         params = template.parameters
@@ -343,7 +347,7 @@ class TemplateService:
                         details=[{"field": f"parameters.{name}", "rule": "missing"}],
                     )  # fmt: skip
                 continue
-            await self._check_value(name, p, value)
+            await self._check_value(name, p, value, who)
             if p.type == "image":
                 uploads.setdefault(p.node, {})[p.input] = str(value)
                 workflow[p.node]["inputs"][p.input] = _IMAGE_PLACEHOLDER
@@ -361,14 +365,18 @@ class TemplateService:
         for key in ("seed", "model"):
             if key in used:
                 meta[key] = used[key]
+        batch_size = used.get("batch_size")
         row = self.jobs.new_row(
             kind="template", workflow=workflow, meta=meta, uploads=uploads,
-            template_id=template_id,
+            template_id=template_id, owner=who,
+            images=batch_size if isinstance(batch_size, int) and batch_size > 0 else 1,
         )  # fmt: skip
-        await self.jobs.enqueue([row])
+        await self.jobs.enqueue([row], who)
         return row
 
-    async def _check_value(self, name: str, p: TemplateParameter, value: Any) -> None:
+    async def _check_value(
+        self, name: str, p: TemplateParameter, value: Any, who: Principal | None
+    ) -> None:
         where = f"parameters.{name}"
 
         def bad(message: str, rule: str) -> ServiceError:
@@ -384,7 +392,8 @@ class TemplateService:
         if kind in ("string", "image") and not isinstance(value, str):
             raise bad("must be a string", "type")
         if kind == "image":
-            if await self.store.get_upload(value) is None:
+            upload = await self.store.get_upload(value)
+            if upload is None or (who is not None and not who.may_see(upload.owner)):
                 raise bad(f"must be an upload id (no upload {value!r})", "upload")
             return
         if isinstance(value, (int, float)) and not isinstance(value, bool):

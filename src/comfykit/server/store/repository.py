@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from comfykit.server.store.models import (
     UploadRow,
     utcnow,
 )
+from comfykit.server.store.users import UserQueries
 
 __all__ = ["ACTIVE", "FINISHED", "Store", "migrate"]
 
@@ -130,7 +131,7 @@ class _LoopThreadSession:
         self._session.close()
 
 
-class Store:
+class Store(UserQueries):
     """Access to the job store. ``await open()`` before use, ``await close()`` after."""
 
     def __init__(self, url: str) -> None:
@@ -224,9 +225,18 @@ class Store:
             return False
 
     # -- jobs -----------------------------------------------------------------------------
-    async def add_jobs(self, rows: Sequence[JobRow], events: Sequence[JobEventRow]) -> None:
-        """Insert jobs and their first events in one transaction."""
+    async def add_jobs(
+        self,
+        rows: Sequence[JobRow],
+        events: Sequence[JobEventRow],
+        *,
+        guard: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> None:
+        """Insert jobs and their first events in one transaction; ``guard(session)`` runs
+        first in the same transaction (a quota check: it raises to insert nothing)."""
         async with self._session() as s, s.begin():
+            if guard is not None:
+                await guard(s)
             s.add_all(rows)
             s.add_all(events)
 
@@ -250,9 +260,13 @@ class Store:
         before_seq: int | None = None,
         limit: int = 50,
         batch_id: str | None = None,
+        owner: str | None = None,
     ) -> list[JobRow]:
-        """Jobs newest first, filtered; ``before_seq`` is the pagination cursor."""
+        """Jobs newest first, filtered; ``before_seq`` is the pagination cursor; ``owner``
+        limits them to one user's."""
         query = select(JobRow).order_by(JobRow.seq.desc()).limit(limit)
+        if owner is not None:
+            query = query.where(JobRow.owner == owner)
         if status is not None:
             query = query.where(JobRow.status == status)
         if created_after is not None:
