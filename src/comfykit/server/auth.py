@@ -143,14 +143,12 @@ class _JwtVerifier:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.keys: dict[str | None, Any] = {}
-        self.algorithms: list[str] = []
+        #: key id (``None``: the default key) -> (key, the one algorithm it verifies)
+        self.keys: dict[str | None, tuple[Any, str]] = {}
         if settings.jwt_secret is not None:
-            self.keys[None] = settings.jwt_secret.get_secret_value()
-            self.algorithms = ["HS256"]
+            self.keys[None] = (settings.jwt_secret.get_secret_value(), "HS256")
         elif settings.jwt_public_key is not None:
             self._load_public(Path(settings.jwt_public_key))
-            self.algorithms = ["RS256", "ES256"]
 
     @property
     def enabled(self) -> bool:
@@ -167,16 +165,17 @@ class _JwtVerifier:
             except (ValueError, jwt.PyJWTError) as exc:
                 raise ValueError(f"jwt_public_key: {path} is not a usable JWKS: {exc}") from None
             for key in jwks.keys:
-                self.keys[key.key_id] = key.key
+                self.keys[key.key_id] = (key.key, _algorithm_of(key.key))
             if len(jwks.keys) == 1:
-                self.keys.setdefault(None, jwks.keys[0].key)
+                self.keys.setdefault(None, self.keys[jwks.keys[0].key_id])
             return
         from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
         try:
-            self.keys[None] = load_pem_public_key(text.encode())
+            public = load_pem_public_key(text.encode())
         except ValueError as exc:
             raise ValueError(f"jwt_public_key: {path} is not a PEM public key: {exc}") from None
+        self.keys[None] = (public, _algorithm_of(public))
 
     def verify(self, token: str) -> dict[str, Any]:
         try:
@@ -184,13 +183,16 @@ class _JwtVerifier:
         except jwt.PyJWTError:
             raise _unauthorized("the bearer token is neither an API key nor a JWT") from None
         kid = header.get("kid")
-        key = self.keys.get(kid if kid in self.keys else None)
-        if key is None:
+        found = self.keys.get(kid if kid in self.keys else None)
+        if found is None:
             raise _unauthorized(f"the token's key id {kid!r} is not a key this service trusts")
+        key, algorithm = found
+        if header.get("alg") != algorithm:
+            raise _unauthorized(f"the token's signature or format is not valid (not {algorithm})")
         s = self.settings
         try:
             return jwt.decode(
-                token, key, algorithms=self.algorithms, audience=s.jwt_audience,
+                token, key, algorithms=[algorithm], audience=s.jwt_audience,
                 issuer=s.jwt_issuer, leeway=s.jwt_leeway_seconds,
                 options={"require": ["exp", "sub"]},
             )  # fmt: skip
@@ -204,8 +206,21 @@ class _JwtVerifier:
             raise _unauthorized("the token's issuer (iss) is not trusted") from None
         except jwt.MissingRequiredClaimError as exc:
             raise _unauthorized(f"the token has no {exc.claim} claim") from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, TypeError, ValueError):
             raise _unauthorized("the token's signature or format is not valid") from None
+
+
+def _algorithm_of(key: Any) -> str:
+    """The one JWS algorithm a public key verifies: RS256 (RSA), ES256/384/512 (by curve)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RS256"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        by_curve = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
+        if key.curve.name in by_curve:
+            return by_curve[key.curve.name]
+    raise ValueError(f"jwt_public_key: unsupported key type {type(key).__name__} (RSA or EC)")
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key (ck_...) or a JWT")

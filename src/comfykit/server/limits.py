@@ -106,15 +106,13 @@ class RateLimiter:
     async def close(self) -> None:
         """Release the storage's connections."""
         storage, self._storage, self._limiter = self._storage, None, None
-        if storage is None:
-            return
-        for name in ("aclose", "close"):
-            closer = getattr(getattr(storage, "storage", None), name, None)
-            if closer is not None:
-                result = closer()
-                if hasattr(result, "__await__"):
-                    await result
-                return
+        # `limits` has no close(): its Redis storage keeps a redis-py client on `bridge`.
+        client = getattr(getattr(storage, "bridge", None), "storage", None)
+        if client is not None and hasattr(client, "aclose"):
+            await client.aclose()
+            pool = getattr(client, "connection_pool", None)
+            if pool is not None:
+                await pool.disconnect()
 
 
 def day_start(now: dt.datetime | None = None) -> dt.datetime:

@@ -210,6 +210,13 @@ class Settings(BaseSettings):
             raise ValueError(f"rate_limit {value!r} is not a rate like `60/minute`") from exc
         return value.strip()
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("jwt_secret must be at least 32 bytes long (RFC 7518 for HS256)")
+        return value
+
     @field_validator("webhook_secret")
     @classmethod
     def _whsec(cls, value: SecretStr | None) -> SecretStr | None:

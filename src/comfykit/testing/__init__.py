@@ -10,7 +10,8 @@ virtualenv and a random-weight SD1.5 checkpoint, and starts it on the CPU::
 
 For pytest, add ``pytest_plugins = ["comfykit.testing.pytest_plugin"]`` to your ``conftest.py`` to
 get the ``comfyui_server`` / ``comfyui_url`` fixtures and the ``--comfyui-url`` option.
-``PostgresServer`` starts a throw-away PostgreSQL cluster the same way (for the service's store).
+``PostgresServer`` starts a throw-away PostgreSQL cluster the same way (for the service's store),
+``RedisServer`` a throw-away Redis (for rate limits shared by replicas).
 """
 
 from comfykit.testing._env import (
@@ -21,6 +22,7 @@ from comfykit.testing._env import (
     ensure_comfyui_env,
 )
 from comfykit.testing._postgres import PostgresServer, PostgresStartError, find_postgres_bin
+from comfykit.testing._redis import RedisServer, RedisStartError, find_redis_server
 from comfykit.testing._server import (
     ComfyUIServer,
     ComfyUIStartError,
@@ -36,9 +38,12 @@ __all__ = [
     "ComfyUIStartError",
     "PostgresServer",
     "PostgresStartError",
+    "RedisServer",
+    "RedisStartError",
     "comfyui_url_or_local",
     "default_cache_dir",
     "ensure_comfyui_env",
     "find_postgres_bin",
+    "find_redis_server",
     "free_port",
 ]
