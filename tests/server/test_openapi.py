@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +69,35 @@ def service(
             serve.stop()
 
 
+@pytest.fixture(scope="module")
+def service_with_auth(
+    tmp_path_factory: pytest.TempPathFactory, comfyui_server: ComfyUIServer | None
+) -> Iterator[tuple[Serve, str]]:
+    """``comfykit serve`` with ``COMFYKIT_AUTH=required`` and an admin key made beforehand
+    with ``comfykit keys create`` (on its own ComfyUI, like :func:`service`)."""
+    if comfyui_server is None:
+        pytest.skip("needs the harness (the run gets a ComfyUI of its own)")
+    tmp = tmp_path_factory.mktemp("schemathesis-auth")
+    data = str(tmp / "data")
+    code = "import sys; from comfykit.cli import main; sys.exit(main(sys.argv[1:]))"
+    made = subprocess.run(
+        [sys.executable, "-c", code, "keys", "create", "--role", "admin", "--name", "st",
+         "--data-dir", data],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    key = made.stdout.strip()
+    with ComfyUIServer(env=comfyui_server.env) as comfyui:
+        env = {**os.environ, "COMFYKIT_DISPATCH_CONCURRENCY": "1", "COMFYKIT_AUTH": "required"}
+        env.pop("COMFYUI_URL", None)
+        args = ["--comfyui-url", comfyui.url, "--port", str(free_port()), "--data-dir", data]
+        serve = Serve(args, env, tmp / "serve.log")
+        serve.start()
+        try:
+            yield serve, key
+        finally:
+            serve.stop()
+
+
 def _document(data_dir: Path) -> dict[str, Any]:
     """The app's OpenAPI document (it does not depend on ComfyUI being up)."""
     app = create_app(make_settings(data_dir, "http://127.0.0.1:9"))
@@ -95,6 +126,30 @@ def test_every_operation_keeps_its_contract(case: Any, service: Serve) -> None:
         # a stream ends with its job; a generated id is unknown (404) or the call is bounded
         case.headers = {**(case.headers or {}), "Accept": "text/event-stream"}
     case.call_and_validate(base_url=service.url, checks=CHECKS, timeout=30)
+
+
+@schema.parametrize()
+@hypothesis.settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=list(hypothesis.HealthCheck),
+    derandomize=True,
+)
+def test_every_operation_keeps_its_contract_with_auth(
+    case: Any, service_with_auth: tuple[Serve, str]
+) -> None:
+    serve, key = service_with_auth
+    case.headers = {**(case.headers or {}), "Authorization": f"Bearer {key}"}
+    if case.path.endswith("/events"):
+        case.headers["Accept"] = "text/event-stream"
+    case.call_and_validate(base_url=serve.url, checks=CHECKS, timeout=30)
+    # and without credentials every route but the public ones is a documented 401
+    if case.path not in ("/health", "/ready"):
+        case.headers = {k: v for k, v in case.headers.items() if k != "Authorization"}
+        response = case.call(base_url=serve.url, timeout=30)
+        assert response.status_code in (400, 401, 404, 405, 413, 415), response.text
+        if response.status_code == 401:
+            assert response.json()["error"]["code"] == "UNAUTHORIZED"
 
 
 # -- completeness of the document ------------------------------------------------------------
