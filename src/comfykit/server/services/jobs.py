@@ -186,15 +186,15 @@ class JobService:
             used = await self.store.usage_in(session, user, day_start(now))
             if quota is not None and used.images + wanted > quota:
                 reset = next_reset(now)
+                reset_text = reset.isoformat().replace("+00:00", "Z")
                 wait = max(1, int((reset - now).total_seconds()) + 1)
                 raise ServiceError(
                     429,
                     f"daily image quota of the {who.role} role exhausted: {used.images} of "
-                    f"{quota} used today, {wanted} more asked; it resets at "
-                    f"{reset.isoformat().replace('+00:00', 'Z')}",
+                    f"{quota} used today, {wanted} more asked; it resets at {reset_text}",
                     code="QUOTA_EXCEEDED",
                     details={"quota": quota, "used": used.images, "requested": wanted,
-                             "resets_at": reset.isoformat()},
+                             "resets_at": reset_text},
                     headers={"Retry-After": str(wait)},
                 )  # fmt: skip
             if used.active + len(rows) > cap:
