@@ -39,7 +39,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         body: GenerateBody, request: Request, response: Response, prefer: PreferHeader = None
     ) -> JobResponse:
         """Queue a job (201 at once); with ``Prefer: wait=N`` wait up to N s for its end."""
-        row = await jobs.create_generation(body)
+        row = await jobs.create_generation(body, base=base_path(request))
         return await created_job(state, row, request, response, prefer, "/api/v1/generate/{id}")
 
     @router.post(
@@ -53,8 +53,8 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         body: BatchBody, request: Request, response: Response
     ) -> BatchResponse:
         """One job per request (or per seed / prompt of one request), under a batch id."""
-        batch, _rows = await jobs.create_batch(body)
         base = base_path(request)
+        batch, _rows = await jobs.create_batch(body, base=base)
         response.headers["Location"] = f"{base}/api/v1/batches/{batch.id}"
         return await jobs.batch_view(batch.id, base)
 
