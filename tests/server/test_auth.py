@@ -121,6 +121,7 @@ POLICY = {
     ("DELETE", "/api/v1/jobs/{job_id}"): "user",
     ("GET", "/api/v1/jobs/{job_id}/outputs/{n}"): "user",
     ("GET", "/api/v1/jobs/{job_id}/events"): "user",
+    ("POST", "/api/v1/jobs/{job_id}/webhooks/{delivery_id}/redeliver"): "admin",
     ("GET", "/api/v1/workflows"): "user",
     ("POST", "/api/v1/workflows"): "admin",
     ("GET", "/api/v1/workflows/{template_id}"): "user",
@@ -180,7 +181,7 @@ async def test_the_auth_matrix_covers_every_route(tmp_path: Path, comfyui_url: s
         for (method, path), policy in sorted(POLICY.items()):
             url = path.format(
                 batch_id="nope", job_id="nope", template_id="txt2img", key_id="nope", n=0,
-                upload_id="nope",
+                upload_id="nope", delivery_id="nope",
             )  # fmt: skip
             if method == "DELETE" and "workflows" in path:
                 url = "/api/v1/workflows/nope"

@@ -55,6 +55,15 @@ class Metrics:
             ["server"],
             registry=self.registry,
         )
+        self.webhook_deliveries = Counter(
+            "comfykit_webhook_deliveries_total",
+            "Webhook delivery attempts, by outcome: delivered (2xx), retry (failed, tried "
+            "again later), failed (the last attempt failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ("delivered", "retry", "failed"):
+            self.webhook_deliveries.labels(outcome)  # exported at 0 from the start
         self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._durations: collections.deque[float] = collections.deque(maxlen=window)
         self._count = 0

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from comfykit.generation import GenerationRequest
+
+if TYPE_CHECKING:
+    from comfykit.server.store import DeliveryRow, JobRow
 
 __all__ = [
     "BatchBody",
@@ -31,10 +35,23 @@ __all__ = [
     "TemplateResponse",
     "UploadResponse",
     "UsageModel",
+    "WebhookAttempt",
+    "WebhookDelivery",
     "WorkflowJobBody",
 ]
 
 JobStatusName = Literal["queued", "processing", "completed", "failed", "cancelled"]
+
+_JOB_WEBHOOK = (
+    "http(s) URL the job's end (`job.completed`, `job.failed`, `job.cancelled`) is POSTed to, "
+    "signed per Standard Webhooks"
+)
+
+
+def _webhook_url(description: str) -> Any:
+    """The ``webhook_url`` field of a body (checked when a job is submitted, and again
+    before each delivery)."""
+    return Field(default=None, max_length=2048, description=description)
 
 
 class GenerateBody(GenerationRequest):
@@ -47,6 +64,8 @@ class GenerateBody(GenerationRequest):
             "examples": [{"prompt": "a lighthouse at dusk", "width": 512, "height": 512}]
         },
     )
+
+    webhook_url: str | None = _webhook_url(_JOB_WEBHOOK)
 
 
 class BatchBody(BaseModel):
@@ -66,6 +85,9 @@ class BatchBody(BaseModel):
     request: GenerateBody | None = None
     seeds: list[int] | None = Field(default=None, min_length=1, max_length=100)
     prompts: list[str] | None = Field(default=None, min_length=1, max_length=100)
+    webhook_url: str | None = _webhook_url(
+        "the webhook of every job of the batch (a request's own wins)"
+    )
 
 
 class WorkflowJobBody(BaseModel):
@@ -92,6 +114,7 @@ class WorkflowJobBody(BaseModel):
     workflow: dict[str, Any] | None = None
     png: str | None = None
     upload_id: str | None = None
+    webhook_url: str | None = _webhook_url(_JOB_WEBHOOK)
 
 
 class JobOutput(BaseModel):
@@ -114,6 +137,46 @@ class JobErrorModel(BaseModel):
     details: Any = None
 
 
+class WebhookAttempt(BaseModel):
+    """One attempt to deliver a webhook message: when, the HTTP status answered (2xx is a
+    success) or the error met, and how long it took."""
+
+    at: dt.datetime
+    status_code: int | None = None
+    error: str | None = None
+    duration_ms: float
+
+
+class WebhookDelivery(BaseModel):
+    """A webhook message of a job and its delivery. ``id`` is the ``webhook-id`` header,
+    the same on every attempt and redelivery (receivers deduplicate by it)."""
+
+    id: str
+    type: Literal["job.completed", "job.failed", "job.cancelled"]
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    attempts_log: list[WebhookAttempt]
+    next_attempt_at: dt.datetime | None = Field(
+        default=None, description="when the next attempt is due (pending deliveries)"
+    )
+    delivered_at: dt.datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: DeliveryRow) -> WebhookDelivery:
+        """A stored delivery as the API shows it."""
+        return cls(
+            id=row.id,
+            type=row.event,  # type: ignore[arg-type]
+            url=row.url,
+            status=row.status,  # type: ignore[arg-type]
+            attempts=row.attempts,
+            attempts_log=[WebhookAttempt.model_validate(a) for a in row.attempts_log or []],
+            next_attempt_at=row.next_attempt_at if row.status == "pending" else None,
+            delivered_at=row.delivered_at,
+        )
+
+
 class JobResponse(BaseModel):
     """A job, the same everywhere it is returned."""
 
@@ -132,6 +195,53 @@ class JobResponse(BaseModel):
     created_at: dt.datetime
     started_at: dt.datetime | None = None
     completed_at: dt.datetime | None
+    webhook_url: str | None = None
+    webhooks: list[WebhookDelivery] = Field(
+        default_factory=list, description="the job's webhook messages and their deliveries"
+    )
+
+    @classmethod
+    def from_row(
+        cls,
+        row: JobRow,
+        base: str,
+        *,
+        queue_position: int | None = None,
+        webhooks: Sequence[DeliveryRow] = (),
+    ) -> JobResponse:
+        """A job row as the API returns it, its URLs under the mount prefix ``base``."""
+        images = [
+            JobOutput(
+                index=int(o["index"]),
+                url=f"{base}/api/v1/jobs/{row.id}/outputs/{o['index']}",
+                filename=str(o.get("filename", "")),
+                content_type=str(o.get("content_type", "application/octet-stream")),
+                size=int(o.get("size", 0)),
+                node_id=o.get("node_id"),
+                kind=o.get("kind"),
+            )
+            for o in row.outputs or []
+        ]
+        first_image = next((i for i in images if i.content_type.startswith("image/")), None)
+        return cls(
+            job_id=row.id,
+            status=row.status,  # type: ignore[arg-type]
+            kind=row.kind,
+            prompt_id=row.prompt_id,
+            image_url=f"{base}/api/v1/generate/{row.id}/image" if first_image else None,
+            images=images,
+            error=JobErrorModel(**row.error) if row.error else None,
+            metadata=dict(row.meta or {}),
+            progress=row.progress,
+            queue_position=queue_position,
+            batch_id=row.batch_id,
+            template_id=row.template_id,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            completed_at=row.completed_at,
+            webhook_url=row.webhook_url,
+            webhooks=[WebhookDelivery.from_row(d) for d in webhooks],
+        )
 
 
 class JobList(BaseModel):
@@ -195,6 +305,9 @@ class TemplateBody(BaseModel):
     description: str = ""
     workflow: dict[str, Any]
     parameters: dict[str, TemplateParameter] = Field(default_factory=dict)
+    webhook_url: str | None = _webhook_url(
+        "the webhook of the template's runs (an execute body's own wins)"
+    )
 
 
 class TemplateResponse(BaseModel):
@@ -207,6 +320,7 @@ class TemplateResponse(BaseModel):
     workflow: dict[str, Any]
     parameters: dict[str, TemplateParameter]
     parameters_schema: dict[str, Any] = Field(alias="schema")
+    webhook_url: str | None = None
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
 
@@ -230,6 +344,7 @@ class ExecuteBody(BaseModel):
     )
 
     parameters: dict[str, Any] = Field(default_factory=dict)
+    webhook_url: str | None = _webhook_url("the job's webhook (default: the template's)")
 
 
 class UploadResponse(BaseModel):

@@ -24,6 +24,7 @@ from comfykit.server.services.keys import KeyService
 from comfykit.server.services.templates import TemplateService
 from comfykit.server.settings import Settings
 from comfykit.server.store import Store
+from comfykit.server.webhooks import WebhookWorker
 
 __all__ = ["ServiceState"]
 
@@ -41,10 +42,14 @@ class ServiceState:
         self.hub = EventHub()
         self.metrics = Metrics()
         self.files = Files(settings.storage_path, self.store)
+        self.webhooks = WebhookWorker(settings, self.store, self.metrics)
         self.dispatcher = Dispatcher(
-            settings, self.store, self.hub, self.files, self.metrics, client=client
+            settings, self.store, self.hub, self.files, self.metrics, client=client,
+            webhooks=self.webhooks,
+        )  # fmt: skip
+        self.jobs = JobService(
+            settings, self.store, self.hub, self.dispatcher, self.files, webhooks=self.webhooks
         )
-        self.jobs = JobService(settings, self.store, self.hub, self.dispatcher, self.files)
         self.templates = TemplateService(settings, self.store, self.dispatcher, self.jobs)
         self.limiter = RateLimiter(settings)
         self.auth = Authenticator(settings, self.store, self.limiter)
@@ -55,8 +60,9 @@ class ServiceState:
         self.last_cleanup: dict[str, Any] | None = None
 
     async def open(self) -> None:
-        """Open the store (migrating it), the storage dir and the dispatcher (idempotent:
-        counted, so a router's own lifespan and an explicit one can both run)."""
+        """Open the store (migrating it), the storage dir, the dispatcher and the webhook
+        worker (idempotent: counted, so a router's own lifespan and an explicit one can both
+        run)."""
         async with self._lock:
             self._opened += 1
             if self._opened > 1:
@@ -64,11 +70,13 @@ class ServiceState:
             await self.store.open()
             self.files.prepare()
             await self.dispatcher.start()
+            await self.webhooks.start()
             if self.settings.retention_days is not None:
                 self._cleanup = asyncio.get_running_loop().create_task(self._cleanup_loop())
 
     async def close(self) -> None:
-        """Stop the dispatcher and close the store (once the last opener closes)."""
+        """Stop the dispatcher and the webhook worker and close the store (once the last
+        opener closes)."""
         async with self._lock:
             self._opened -= 1
             if self._opened > 0:
@@ -80,6 +88,7 @@ class ServiceState:
                 self._cleanup = None
             await self.dispatcher.stop()
             await self.limiter.close()
+            await self.webhooks.stop()
             await self.store.close()
 
     @contextlib.asynccontextmanager

@@ -45,7 +45,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         who: Principal = user,
     ) -> JobResponse:
         """Queue a job (201 at once); with ``Prefer: wait=N`` wait up to N s for its end."""
-        row = await jobs.create_generation(body, who)
+        row = await jobs.create_generation(body, who, base=base_path(request))
         return await created_job(state, row, request, response, prefer, "/api/v1/generate/{id}")
 
     @router.post(
@@ -59,8 +59,8 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         body: BatchBody, request: Request, response: Response, who: Principal = user
     ) -> BatchResponse:
         """One job per request (or per seed / prompt of one request), under a batch id."""
-        batch, _rows = await jobs.create_batch(body, who)
         base = base_path(request)
+        batch, _rows = await jobs.create_batch(body, who, base=base)
         response.headers["Location"] = f"{base}/api/v1/batches/{batch.id}"
         return await jobs.batch_view(batch.id, base, who)
 

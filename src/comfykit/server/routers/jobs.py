@@ -20,7 +20,13 @@ from comfykit.server.routers._common import (
     errors,
     file_response,
 )
-from comfykit.server.schemas import JobList, JobResponse, JobStatusName, WorkflowJobBody
+from comfykit.server.schemas import (
+    JobList,
+    JobResponse,
+    JobStatusName,
+    WebhookDelivery,
+    WorkflowJobBody,
+)
 
 if TYPE_CHECKING:
     from comfykit.server.state import ServiceState
@@ -67,7 +73,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     ) -> JobResponse:
         """Queue a workflow (API format, UI format, or a PNG's embedded graph), checked
         against the node catalog first."""
-        row = await jobs.create_workflow_job(body, who)
+        row = await jobs.create_workflow_job(body, who, base=base_path(request))
         return await created_job(state, row, request, response, prefer, "/api/v1/jobs/{id}")
 
     @router.get("/api/v1/jobs", response_model=JobList, responses=errors(), summary="List jobs")
@@ -105,6 +111,19 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     async def cancel_job(job_id: str, request: Request, who: Principal = user) -> JobResponse:
         """Dequeue a queued job, interrupt a running one; 409 when it has already ended."""
         return await jobs.view(await jobs.cancel(job_id, who), base_path(request))
+
+    @router.post(
+        "/api/v1/jobs/{job_id}/webhooks/{delivery_id}/redeliver",
+        status_code=202, response_model=WebhookDelivery, responses=errors(409),
+        dependencies=[Depends(state.auth.dependency(Policy.ADMIN))],
+        summary="Redeliver a job's webhook message (admin)",
+    )  # fmt: skip
+    async def redeliver_webhook(job_id: str, delivery_id: str) -> WebhookDelivery:
+        """Send a delivered or failed webhook message again (an admin's route): it is pending
+        and due at once, with the same ``webhook-id`` (receivers deduplicate by it); its
+        attempts count on, and ``webhook_max_attempts`` more are made at most. 409 while it
+        is pending."""
+        return await jobs.redeliver(job_id, delivery_id)
 
     @router.get(
         "/api/v1/jobs/{job_id}/outputs/{n}",

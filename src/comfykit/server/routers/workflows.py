@@ -82,7 +82,10 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     ) -> JobResponse:
         """Queue a job with the given parameter values (each validated; 400 names it); with
         ``Prefer: wait=N`` wait up to N s for its end."""
-        row = await templates.execute(template_id, body.parameters, who)
+        row = await templates.execute(
+            template_id, body.parameters, who, webhook_url=body.webhook_url,
+            base=base_path(request),
+        )  # fmt: skip
         return await created_job(state, row, request, response, prefer, "/api/v1/jobs/{id}")
 
     return router

@@ -42,12 +42,14 @@ from comfykit.generation import GenerationRequest
 from comfykit.graph import NodeCatalog
 from comfykit.server.events import EventHub, JobEvent
 from comfykit.server.store import FINISHED, JobRow, Store, utcnow
+from comfykit.server.webhooks import deliveries_for
 
 if TYPE_CHECKING:
     from comfykit import AsyncJob
     from comfykit.server.metrics import Metrics
     from comfykit.server.services.files import Files
     from comfykit.server.settings import Settings
+    from comfykit.server.webhooks import WebhookWorker
 
 __all__ = ["Dispatcher"]
 
@@ -92,8 +94,10 @@ class Dispatcher:
         metrics: Metrics,
         *,
         client: AsyncComfyClient | None = None,
+        webhooks: WebhookWorker | None = None,
     ) -> None:
         self.settings = settings
+        self.webhooks = webhooks
         self.store = store
         self.hub = hub
         self.files = files
@@ -513,10 +517,14 @@ class Dispatcher:
             data["error"] = error
         if outputs is not None:
             data["outputs"] = len(outputs)
+        # the job's webhook message is written with its end, in one transaction
         updated, event_id = await self.store.update_job(
-            row.id, values, only_if_status=["queued", "processing"], event=(status, data)
-        )
+            row.id, values, only_if_status=["queued", "processing"], event=(status, data),
+            deliveries=deliveries_for,
+        )  # fmt: skip
         if updated is None:
             return
+        if updated.webhook_url and self.webhooks is not None:
+            self.webhooks.wake()
         self.metrics.job_duration.labels(status).observe((now - created).total_seconds())
         self.hub.publish(JobEvent(row.id, status, data, event_id))

@@ -24,19 +24,28 @@ from comfykit.server.schemas import (
     BatchBody,
     BatchResponse,
     GenerateBody,
-    JobErrorModel,
     JobList,
-    JobOutput,
     JobResponse,
+    WebhookDelivery,
     WorkflowJobBody,
 )
-from comfykit.server.store import FINISHED, BatchRow, JobEventRow, JobRow, Store, utcnow
+from comfykit.server.store import (
+    FINISHED,
+    BatchRow,
+    DeliveryRow,
+    JobEventRow,
+    JobRow,
+    Store,
+    utcnow,
+)
+from comfykit.server.webhooks import BASE_META_KEY, deliveries_for, submitted_webhook_url
 
 if TYPE_CHECKING:
     from comfykit.generation import GenerationRequest
     from comfykit.server.services.dispatcher import Dispatcher
     from comfykit.server.services.files import Files
     from comfykit.server.settings import Settings
+    from comfykit.server.webhooks import WebhookWorker
 
 __all__ = ["JobService", "decode_cursor", "encode_cursor"]
 
@@ -67,47 +76,39 @@ class JobService:
         hub: EventHub,
         dispatcher: Dispatcher,
         files: Files,
+        *,
+        webhooks: WebhookWorker | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.hub = hub
         self.dispatcher = dispatcher
         self.files = files
+        self.webhooks = webhooks
 
     # -- views ----------------------------------------------------------------------------
     async def view(self, row: JobRow, base: str) -> JobResponse:
-        """A job row as the API returns it (URLs under ``base``)."""
-        images = [
-            JobOutput(
-                index=int(o["index"]),
-                url=f"{base}/api/v1/jobs/{row.id}/outputs/{o['index']}",
-                filename=str(o.get("filename", "")),
-                content_type=str(o.get("content_type", "application/octet-stream")),
-                size=int(o.get("size", 0)),
-                node_id=o.get("node_id"),
-                kind=o.get("kind"),
+        """A job row as the API returns it (URLs under ``base``). Its webhook deliveries are
+        read only for a job with a ``webhook_url``."""
+        return (await self.views([row], base))[0]
+
+    async def views(self, rows: Sequence[JobRow], base: str) -> list[JobResponse]:
+        """Several job rows as the API returns them (their deliveries read at once)."""
+        hooked = [r.id for r in rows if r.webhook_url]
+        deliveries: dict[str, list[DeliveryRow]] = {}
+        for d in await self.store.deliveries_of(hooked) if hooked else []:
+            deliveries.setdefault(d.job_id, []).append(d)
+        return [
+            JobResponse.from_row(
+                row,
+                base,
+                queue_position=(
+                    await self.store.queue_position(row) if row.status == "queued" else None
+                ),
+                webhooks=deliveries.get(row.id, ()),
             )
-            for o in row.outputs or []
+            for row in rows
         ]
-        first_image = next((i for i in images if i.content_type.startswith("image/")), None)
-        position = await self.store.queue_position(row) if row.status == "queued" else None
-        return JobResponse(
-            job_id=row.id,
-            status=row.status,  # type: ignore[arg-type]
-            kind=row.kind,
-            prompt_id=row.prompt_id,
-            image_url=f"{base}/api/v1/generate/{row.id}/image" if first_image else None,
-            images=images,
-            error=JobErrorModel(**row.error) if row.error else None,
-            metadata=dict(row.meta or {}),
-            progress=row.progress,
-            queue_position=position,
-            batch_id=row.batch_id,
-            template_id=row.template_id,
-            created_at=row.created_at,
-            started_at=row.started_at,
-            completed_at=row.completed_at,
-        )
 
     async def get(self, job_id: str, who: Principal | None = None) -> JobRow:
         """A job row (404 when unknown, and when it is another user's: ``who`` may not
@@ -130,9 +131,15 @@ class JobService:
         job_id: str | None = None,
         owner: Principal | None = None,
         images: int = 1,
+        webhook_url: str | None = None,
+        base: str = "",
     ) -> JobRow:
         """A new queued job row (not yet written) of ``owner``, counting ``images`` against
-        its quota until it ends (then its real image count)."""
+        its quota until it ends (then its real image count). With a (checked)
+        ``webhook_url``, the mount prefix ``base`` is kept in its metadata: its webhook's URLs
+        are relative to it."""
+        if webhook_url:
+            meta = {**meta, BASE_META_KEY: base}
         return JobRow(
             id=job_id or str(uuid.uuid4()),
             prompt_id=str(uuid.uuid4()),
@@ -151,6 +158,7 @@ class JobService:
             created_at=utcnow(),
             owner=owner.user if owner is not None else None,
             images=images,
+            webhook_url=webhook_url,
         )
 
     async def enqueue(self, rows: Sequence[JobRow], who: Principal | None = None) -> None:
@@ -218,8 +226,18 @@ class JobService:
                 details=[{"field": where, "rule": "string_too_long", "max_length": limit}],
             )
 
+    async def webhook_url(self, url: str | None) -> str | None:
+        """A submitted ``webhook_url``, checked (the SSRF rule; a secret must be set)."""
+        return await submitted_webhook_url(url, self.settings)
+
     async def _generation_row(
-        self, body: GenerationRequest, who: Principal | None, *, batch_id: str | None = None
+        self,
+        body: GenerationRequest,
+        who: Principal | None,
+        *,
+        batch_id: str | None = None,
+        webhook_url: str | None = None,
+        base: str = "",
     ) -> JobRow:
         self._check_prompt(body.prompt)
         request = body
@@ -237,36 +255,40 @@ class JobService:
         meta = {
             "seed": resolved.seed,
             "model": resolved.model,
-            "request": resolved.model_dump(),
+            "request": resolved.model_dump(exclude={"webhook_url"}),
             "graph": workflow,
             "timings": {},
         }
         return self.new_row(
             kind="generate", workflow=workflow, meta=meta, batch_id=batch_id, job_id=job_id,
-            owner=who, images=resolved.batch_size,
+            owner=who, images=resolved.batch_size, webhook_url=webhook_url, base=base,
         )  # fmt: skip
 
-    async def create_generation(self, body: GenerateBody, who: Principal | None = None) -> JobRow:
-        """One txt2img job from a generation request."""
-        row = await self._generation_row(body, who)
+    async def create_generation(
+        self, body: GenerateBody, who: Principal | None = None, *, base: str = ""
+    ) -> JobRow:
+        """One txt2img job from a generation request (``base``: the mount prefix)."""
+        url = await self.webhook_url(body.webhook_url)
+        row = await self._generation_row(body, who, webhook_url=url, base=base)
         await self.enqueue([row], who)
         return row
 
     async def create_batch(
-        self, body: BatchBody, who: Principal | None = None
+        self, body: BatchBody, who: Principal | None = None, *, base: str = ""
     ) -> tuple[BatchRow, list[JobRow]]:
-        """One job per request of a batch, under one batch id."""
-        requests: list[GenerationRequest]
+        """One job per request of a batch, under one batch id; the batch's ``webhook_url``
+        is every job's (a request's own wins)."""
+        requests: list[GenerateBody]
         if body.requests is not None:
             if body.request is not None or body.seeds or body.prompts:
                 raise ServiceError(400, "give requests, or request with seeds or prompts")
             requests = list(body.requests)
         elif body.request is not None:
-            base = body.request
+            one = body.request
             if body.seeds and body.prompts:
                 raise ServiceError(400, "give seeds or prompts, not both")
             if body.seeds:
-                requests = [base.model_copy(update={"seed": s}) for s in body.seeds]
+                requests = [one.model_copy(update={"seed": s}) for s in body.seeds]
                 for s in body.seeds:
                     if not 0 <= s <= 2**64 - 1:
                         raise ServiceError(400, f"seeds: {s} is not between 0 and 2**64-1")
@@ -275,13 +297,27 @@ class JobService:
                 for i, p in enumerate(body.prompts):
                     if not p.strip():
                         raise ServiceError(400, f"prompts[{i}] must not be empty")
-                    requests.append(base.model_copy(update={"prompt": p}))
+                    requests.append(one.model_copy(update={"prompt": p}))
             else:
-                requests = [base]
+                requests = [one]
         else:
             raise ServiceError(400, "requests is required (or request with seeds or prompts)")
+        urls: dict[str | None, str | None] = {}
+        for r in requests:
+            given = r.webhook_url or body.webhook_url
+            if given not in urls:
+                urls[given] = await self.webhook_url(given)
         batch = BatchRow(id=str(uuid.uuid4()), created_at=utcnow())
-        rows = [await self._generation_row(r, who, batch_id=batch.id) for r in requests]
+        rows = [
+            await self._generation_row(
+                r,
+                who,
+                batch_id=batch.id,
+                webhook_url=urls[r.webhook_url or body.webhook_url],
+                base=base,
+            )  # fmt: skip
+            for r in requests
+        ]
         await self.store.add_batch(batch)
         await self.enqueue(rows, who)
         return batch, rows
@@ -313,7 +349,7 @@ class JobService:
             batch_id=batch.id,
             status=status,  # type: ignore[arg-type]
             counts=counts,
-            jobs=[await self.view(r, base) for r in rows],
+            jobs=await self.views(rows, base),
             created_at=batch.created_at,
         )
 
@@ -358,13 +394,15 @@ class JobService:
         return api
 
     async def create_workflow_job(
-        self, body: WorkflowJobBody, who: Principal | None = None
+        self, body: WorkflowJobBody, who: Principal | None = None, *, base: str = ""
     ) -> JobRow:
-        """A job running an ad-hoc workflow."""
+        """A job running an ad-hoc workflow (``base``: the mount prefix)."""
+        url = await self.webhook_url(body.webhook_url)
         api = await self.api_workflow(body, who)
         row = self.new_row(
-            kind="workflow", workflow=api, meta={"graph": api, "timings": {}}, owner=who
-        )
+            kind="workflow", workflow=api, meta={"graph": api, "timings": {}}, owner=who,
+            webhook_url=url, base=base,
+        )  # fmt: skip
         await self.enqueue([row], who)
         return row
 
@@ -393,7 +431,7 @@ class JobService:
         more = len(rows) > limit
         rows = rows[:limit]
         return JobList(
-            jobs=[await self.view(r, base) for r in rows],
+            jobs=await self.views(rows, base),
             next_cursor=encode_cursor(rows[-1].seq) if more and rows else None,
         )
 
@@ -427,9 +465,12 @@ class JobService:
                 only_if_status=["queued"],
                 undispatched=True,
                 event=("cancelled", data),
+                deliveries=deliveries_for,
             )
             if updated is not None:
                 self.hub.publish(JobEvent(job_id, "cancelled", data, event_id))
+                if updated.webhook_url and self.webhooks is not None:
+                    self.webhooks.wake()
                 return updated
         await self.store.update_job(
             job_id, {"cancel_requested": True}, only_if_status=["queued", "processing"]
@@ -439,3 +480,21 @@ class JobService:
         if row.status not in FINISHED:
             row = await self.wait(job_id, 10.0)
         return row
+
+    # -- webhooks -------------------------------------------------------------------------
+    async def redeliver(self, job_id: str, delivery_id: str) -> WebhookDelivery:
+        """Send a delivered or failed webhook message again: pending, due now, the same id,
+        its attempts counted on and the attempt limit counted afresh from there (404 for an
+        unknown job or delivery, 409 while it is pending)."""
+        await self.get(job_id)
+        row, exists = await self.store.redeliver(job_id, delivery_id, utcnow())
+        if row is None:
+            if not exists:
+                raise ServiceError(404, f"job {job_id} has no webhook delivery {delivery_id}")
+            raise ServiceError(
+                409, f"webhook delivery {delivery_id} is pending: it is being delivered",
+                details={"status": "pending"},
+            )  # fmt: skip
+        if self.webhooks is not None:
+            self.webhooks.wake()
+        return WebhookDelivery.from_row(row)

@@ -234,6 +234,7 @@ class TemplateService:
             workflow=workflow,
             parameters=params,
             schema=json_schema(params),
+            webhook_url=row.webhook_url if row else None,
             created_at=row.created_at if row else None,
             updated_at=row.updated_at if row else None,
         )
@@ -282,12 +283,15 @@ class TemplateService:
         return workflow, {k: v.model_dump() for k, v in params.items()}
 
     async def create(self, body: TemplateBody) -> TemplateResponse:
-        """Store a new template (its workflow and parameters checked against the catalog)."""
+        """Store a new template (its workflow and parameters checked against the catalog,
+        its ``webhook_url`` by the SSRF rule)."""
+        webhook_url = await self.jobs.webhook_url(body.webhook_url)
         workflow, params = await self._checked(body)
         now = utcnow()
         row = TemplateRow(
             id=str(uuid.uuid4()), name=body.name, description=body.description,
-            workflow=workflow, parameters=params, created_at=now, updated_at=now,
+            workflow=workflow, parameters=params, webhook_url=webhook_url, created_at=now,
+            updated_at=now,
         )  # fmt: skip
         return self._from_row(await self.store.put_template(row))
 
@@ -298,10 +302,12 @@ class TemplateService:
         old = await self.store.get_template(template_id)
         if old is None:
             raise ServiceError(404, f"no workflow template {template_id}")
+        webhook_url = await self.jobs.webhook_url(body.webhook_url)
         workflow, params = await self._checked(body)
         row = TemplateRow(
             id=template_id, name=body.name, description=body.description, workflow=workflow,
-            parameters=params, created_at=old.created_at, updated_at=utcnow(),
+            parameters=params, webhook_url=webhook_url, created_at=old.created_at,
+            updated_at=utcnow(),
         )  # fmt: skip
         return self._from_row(await self.store.put_template(row))
 
@@ -313,11 +319,19 @@ class TemplateService:
             raise ServiceError(404, f"no workflow template {template_id}")
 
     async def execute(
-        self, template_id: str, values: dict[str, Any], who: Principal | None = None
+        self,
+        template_id: str,
+        values: dict[str, Any],
+        who: Principal | None = None,
+        *,
+        webhook_url: str | None = None,
+        base: str = "",
     ) -> JobRow:
         """Validate the parameter values, fill them in, and queue the job (``who``'s: its
-        image parameters must be its own uploads)."""
+        image parameters must be its own uploads). Its webhook is ``webhook_url``, else the
+        template's (checked again: DNS can change); ``base`` is the mount prefix."""
         template = await self.get(template_id)
+        url = await self.jobs.webhook_url(webhook_url or template.webhook_url)
         catalog = await self._catalog(required=True)
         params = template.parameters
         unknown = sorted(set(values) - set(params))
@@ -368,7 +382,7 @@ class TemplateService:
         batch_size = used.get("batch_size")
         row = self.jobs.new_row(
             kind="template", workflow=workflow, meta=meta, uploads=uploads,
-            template_id=template_id, owner=who,
+            template_id=template_id, owner=who, webhook_url=url, base=base,
             images=batch_size if isinstance(batch_size, int) and batch_size > 0 else 1,
         )  # fmt: skip
         await self.jobs.enqueue([row], who)

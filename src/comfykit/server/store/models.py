@@ -170,7 +170,9 @@ class ApiKeyRow(Base):
 class DeliveryRow(Base):
     """One webhook message for a job (its id is the ``webhook-id``) and its delivery state:
     ``pending`` (due at ``next_attempt_at``), ``delivered`` or ``failed`` (attempts spent).
-    ``attempts_log`` keeps every attempt (time, HTTP status or error, duration)."""
+    ``attempts_log`` keeps every attempt (time, HTTP status or error, duration). A redelivery
+    sets ``attempt_base`` to the attempts made so far: the attempt limit counts from there.
+    While a sender holds a pending delivery, ``next_attempt_at`` is its lease's end."""
 
     __tablename__ = "webhook_deliveries"
 
@@ -185,5 +187,6 @@ class DeliveryRow(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    attempt_base: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_deliveries_status_due", "status", "next_attempt_at"),)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from comfykit.server.store.models import (
     BatchRow,
+    DeliveryRow,
     JobEventRow,
     JobRow,
     TemplateRow,
@@ -342,11 +343,13 @@ class Store(UserQueries):
         only_if_status: Sequence[str] | None = None,
         undispatched: bool = False,
         event: tuple[str, dict[str, Any]] | None = None,
+        deliveries: Callable[[JobRow], Sequence[DeliveryRow]] | None = None,
     ) -> tuple[JobRow | None, int | None]:
         """Change a job (only while its status is one of ``only_if_status``, when given) and
         append an event in the same transaction; ``undispatched``: only while no ComfyUI has
-        it. Returns the row (``None`` when not changed)
-        and the event id."""
+        it. ``deliveries`` makes the webhook deliveries of the changed row, inserted in the
+        same transaction (a job never ends without its messages, nor the other way round).
+        Returns the row (``None`` when not changed) and the event id."""
         query = update(JobRow).where(JobRow.id == job_id).values(**values)
         if only_if_status is not None:
             query = query.where(JobRow.status.in_(list(only_if_status)))
@@ -360,6 +363,8 @@ class Store(UserQueries):
             event_id = None
             if event is not None:
                 event_id = await self._insert_event(s, job_id, event[0], event[1])
+            if deliveries is not None:
+                s.add_all(deliveries(row))
             return row, event_id
 
     @staticmethod
@@ -393,6 +398,96 @@ class Store(UserQueries):
         )
         async with self._read() as s:
             return [r for r in (await s.execute(query)).scalars() if r.outputs]
+
+    # -- webhook deliveries ---------------------------------------------------------------
+    async def deliveries_of(self, job_ids: Sequence[str]) -> list[DeliveryRow]:
+        """The webhook deliveries of jobs, oldest first."""
+        query = (
+            select(DeliveryRow)
+            .where(DeliveryRow.job_id.in_(list(job_ids)))
+            .order_by(DeliveryRow.created_at, DeliveryRow.id)
+        )
+        async with self._read() as s:
+            return list((await s.execute(query)).scalars())
+
+    async def claim_deliveries(
+        self, *, now: dt.datetime, lease_until: dt.datetime, limit: int
+    ) -> list[DeliveryRow]:
+        """Take up to ``limit`` pending deliveries due at ``now``, oldest due first, and lease
+        them: their ``next_attempt_at`` becomes ``lease_until`` in the same statement, so no
+        other sender (another replica) takes them until the lease ends. On PostgreSQL the rows
+        are picked ``FOR UPDATE SKIP LOCKED`` (claimers never wait for each other nor take the
+        same row); SQLite has one writer at a time."""
+        due = (
+            select(DeliveryRow.id)
+            .where(DeliveryRow.status == "pending", DeliveryRow.next_attempt_at <= now)
+            .order_by(DeliveryRow.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claim = (
+            update(DeliveryRow)
+            .where(
+                DeliveryRow.id.in_(due),
+                DeliveryRow.status == "pending",
+                DeliveryRow.next_attempt_at <= now,
+            )
+            .values(next_attempt_at=lease_until)
+            .returning(DeliveryRow)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._session() as s, s.begin():
+            return list((await s.execute(claim)).scalars())
+
+    async def settle_delivery(
+        self, delivery_id: str, lease: dt.datetime, values: dict[str, Any]
+    ) -> bool:
+        """Record an attempt of a leased delivery (``values``), only while the lease is still
+        this sender's (pending, ``next_attempt_at == lease``); False when it was not."""
+        query = (
+            update(DeliveryRow)
+            .where(
+                DeliveryRow.id == delivery_id,
+                DeliveryRow.status == "pending",
+                DeliveryRow.next_attempt_at == lease,
+            )
+            .values(**values)
+            .returning(DeliveryRow.id)
+            .execution_options(synchronize_session=False)
+        )
+        async with self._session() as s, s.begin():
+            return (await s.execute(query)).scalar_one_or_none() is not None
+
+    async def redeliver(
+        self, job_id: str, delivery_id: str, now: dt.datetime
+    ) -> tuple[DeliveryRow | None, bool]:
+        """Make a delivered or failed delivery of a job pending again, due ``now``, its
+        attempt limit counted from the attempts made so far. Returns the row (``None`` when
+        not changed) and whether the delivery exists."""
+        query = (
+            update(DeliveryRow)
+            .where(
+                DeliveryRow.id == delivery_id,
+                DeliveryRow.job_id == job_id,
+                DeliveryRow.status != "pending",
+            )
+            .values(
+                status="pending",
+                next_attempt_at=now,
+                attempt_base=DeliveryRow.attempts,
+                delivered_at=None,
+            )
+            .returning(DeliveryRow)
+            .execution_options(synchronize_session=False)
+        )
+        exists = select(func.count()).where(
+            DeliveryRow.id == delivery_id, DeliveryRow.job_id == job_id
+        )
+        async with self._session() as s, s.begin():
+            row: DeliveryRow | None = (await s.execute(query)).scalar_one_or_none()
+            if row is not None:
+                return row, True
+            return None, bool((await s.execute(exists)).scalar_one())
 
     # -- batches --------------------------------------------------------------------------
     async def add_batch(self, batch: BatchRow) -> None:
