@@ -34,7 +34,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         return TemplateList(workflows=await templates.list())
 
     @router.post("/api/v1/workflows", status_code=201, response_model=TemplateResponse,
-                 responses=errors(), summary="Store a workflow template")  # fmt: skip
+                 responses=errors(415), summary="Store a workflow template")  # fmt: skip
     async def create_workflow(
         body: TemplateBody, request: Request, response: Response
     ) -> TemplateResponse:
@@ -50,7 +50,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         return await templates.get(template_id)
 
     @router.put("/api/v1/workflows/{template_id}", response_model=TemplateResponse,
-                responses=errors(409), summary="Replace a workflow template")  # fmt: skip
+                responses=errors(409, 415), summary="Replace a workflow template")  # fmt: skip
     async def replace_workflow(template_id: str, body: TemplateBody) -> TemplateResponse:
         """Replace a stored template (built-ins are read-only: 409)."""
         return await templates.replace(template_id, body)
@@ -63,7 +63,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         return Response(status_code=204)
 
     @router.post("/api/v1/workflows/{template_id}/execute", status_code=201,
-                 response_model=JobResponse, responses=errors(),
+                 response_model=JobResponse, responses=errors(415),
                  summary="Run a workflow template")  # fmt: skip
     async def execute_workflow(
         template_id: str,
