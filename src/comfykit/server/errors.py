@@ -23,6 +23,7 @@ from comfykit import (
 )
 from comfykit.generation import GenerationRequest
 from comfykit.server.paths import UnsafePathError, scrub_paths
+from comfykit.server.redact import redact
 
 __all__ = [
     "BodyError",
@@ -225,7 +226,7 @@ def to_service_error(exc: BaseException) -> ServiceError | None:
     if isinstance(exc, MultiPartException):
         return ServiceError(400, f"the multipart body is malformed: {exc.message}")
     if isinstance(exc, ComfyConnectionError):
-        return ServiceError(503, f"ComfyUI is unreachable: {scrub_paths(str(exc))}")
+        return ServiceError(503, f"ComfyUI is unreachable: {redact(scrub_paths(str(exc)))}")
     if isinstance(exc, StarletteHTTPException):
         detail = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and detail == "Not Found":

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import errno
 import logging
 import time
 import uuid
@@ -42,6 +43,7 @@ from comfykit.generation import GenerationRequest
 from comfykit.graph import NodeCatalog
 from comfykit.server.events import EventHub, JobEvent
 from comfykit.server.paths import UnsafePathError, safe_relative_path, scrub_paths
+from comfykit.server.redact import redact
 from comfykit.server.services.files import StorageError
 from comfykit.server.store import FINISHED, JobRow, Store, utcnow
 
@@ -202,13 +204,13 @@ class Dispatcher:
             except ComfyError as exc:
                 self._set_up(url, False)
                 return {
-                    "url": url,
+                    "url": redact(url),
                     "status": "disconnected",
-                    "error": scrub_paths(str(exc))[:300],
+                    "error": redact(scrub_paths(str(exc)))[:300],
                 }
             self._set_up(url, True)
             return {
-                "url": url,
+                "url": redact(url),
                 "status": "connected",
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2),
                 "version": stats.system.comfyui_version,
@@ -300,7 +302,9 @@ class Dispatcher:
                 self._set_up(row.server_url or "", False)
                 if time.monotonic() >= deadline or self._stopping:
                     await self._fail(
-                        row, "COMFYUI_UNAVAILABLE", f"ComfyUI stayed unreachable: {exc}"
+                        row,
+                        "COMFYUI_UNAVAILABLE",
+                        f"ComfyUI stayed unreachable: {redact(scrub_paths(str(exc)))}",
                     )
                     return
                 log.info("job %s: ComfyUI unreachable (%s); retrying", row.id, exc)
@@ -498,9 +502,14 @@ class Dispatcher:
         except (OSError, StorageError) as exc:
             # the details (file system paths) go to the log only
             log.error("job %s: storing the outputs failed: %r", row.id, exc)
+            if isinstance(exc, StorageError):
+                reason = "a path in the storage dir leads out of it (a symlink?)"
+            else:
+                reason = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
             await self._fail(
                 row, "STORAGE_ERROR",
-                "could not store the outputs; the job id identifies the error in the log",
+                f"could not store the outputs ({reason}); the job id identifies the error in "
+                "the service's log",
             )  # fmt: skip
             return
         meta = dict(row.meta or {})
