@@ -44,11 +44,15 @@ class PngWorkflows:
 
 def read_png_workflows(
     source: str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes],
+    *,
+    max_text_bytes: int = _MAX_TEXT,
 ) -> PngWorkflows:
     """Read the ``prompt`` and ``workflow`` JSON that ComfyUI stored in a PNG.
 
     Args:
         source: a path, the file's bytes, or a binary file object.
+        max_text_bytes: the largest a ``prompt``/``workflow`` chunk may be (compressed
+            chunks are inflated only that far): a guard against decompression bombs.
 
     Raises:
         WorkflowError: (code ``"png_metadata"``) the data is not a PNG, is truncated or
@@ -61,7 +65,7 @@ def read_png_workflows(
         data = Path(source).read_bytes()
     else:
         data = source.read()
-    texts = _text_chunks(data)
+    texts = _text_chunks(data, max_text_bytes)
     found = {key: _json_object(key, texts[key]) for key in _KEYS if key in texts}
     if not found:
         raise _error("the PNG holds no ComfyUI 'prompt' or 'workflow' metadata")
@@ -72,7 +76,7 @@ def _error(reason: str) -> WorkflowError:
     return WorkflowError([WorkflowProblem(None, None, reason, code=_CODE)])
 
 
-def _text_chunks(data: bytes) -> dict[str, str]:
+def _text_chunks(data: bytes, max_text: int) -> dict[str, str]:
     """The ``prompt``/``workflow`` texts of a PNG (the first chunk of each name wins)."""
     if not data.startswith(PNG_SIGNATURE):
         raise _error("not a PNG file (bad signature)")
@@ -90,13 +94,13 @@ def _text_chunks(data: bytes) -> dict[str, str]:
             return texts
         if kind in (b"tEXt", b"zTXt", b"iTXt"):
             (crc,) = struct.unpack(">I", data[end : end + 4])
-            decoded = _decode_text(kind, body, crc)
+            decoded = _decode_text(kind, body, crc, max_text)
             if decoded is not None and decoded[0] not in texts:
                 texts[decoded[0]] = decoded[1]
         pos = end + 4
 
 
-def _decode_text(kind: bytes, body: bytes, crc: int) -> tuple[str, str] | None:
+def _decode_text(kind: bytes, body: bytes, crc: int, max_text: int) -> tuple[str, str] | None:
     keyword, sep, rest = body.partition(b"\0")
     if not sep:
         return None
@@ -105,13 +109,15 @@ def _decode_text(kind: bytes, body: bytes, crc: int) -> tuple[str, str] | None:
         return None
     if zlib.crc32(kind + body) != crc:
         raise _error(f"corrupt PNG: CRC mismatch in the {name!r} chunk")
+    if kind == b"tEXt" and len(rest) > max_text:
+        raise _error(f"the {name!r} chunk is larger than {max_text} bytes")
     try:
         if kind == b"tEXt":
             return name, rest.decode("latin-1")
         if kind == b"zTXt":
             if not rest or rest[0] != 0:
                 raise ValueError("unknown compression method")
-            return name, _inflate(rest[1:]).decode("latin-1")
+            return name, _inflate(rest[1:], max_text).decode("latin-1")
         if len(rest) < 2:
             raise ValueError("iTXt chunk too short")
         compressed, method = rest[0], rest[1]
@@ -120,18 +126,21 @@ def _decode_text(kind: bytes, body: bytes, crc: int) -> tuple[str, str] | None:
         if compressed:
             if method != 0:
                 raise ValueError("unknown compression method")
-            text = _inflate(text)
+            text = _inflate(text, max_text)
+        elif len(text) > max_text:
+            raise ValueError(f"text larger than {max_text} bytes")
         return name, text.decode("utf-8")
     except (ValueError, zlib.error) as err:
         raise _error(f"cannot decode the {name!r} chunk: {err}") from err
 
 
-def _inflate(data: bytes) -> bytes:
+def _inflate(data: bytes, limit: int) -> bytes:
     inflater = zlib.decompressobj()
-    out = inflater.decompress(data, _MAX_TEXT)
-    if inflater.unconsumed_tail:
-        raise ValueError(f"text larger than {_MAX_TEXT} bytes")
-    return out + inflater.flush()
+    out = inflater.decompress(data, limit)
+    rest = b"" if inflater.unconsumed_tail else inflater.flush()
+    if inflater.unconsumed_tail or len(out) + len(rest) > limit:
+        raise ValueError(f"text larger than {limit} bytes")
+    return out + rest
 
 
 def _json_object(name: str, text: str) -> dict[str, Any]:
@@ -139,6 +148,8 @@ def _json_object(name: str, text: str) -> dict[str, Any]:
         value = json.loads(text)
     except ValueError as err:
         raise _error(f"the {name!r} chunk is not valid JSON: {err}") from err
+    except RecursionError:
+        raise _error(f"the {name!r} chunk is nested too deeply to be a workflow") from None
     if not isinstance(value, dict):
         raise _error(f"the {name!r} chunk holds a JSON {type(value).__name__}, not an object")
     return value

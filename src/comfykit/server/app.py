@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
@@ -18,7 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from comfykit import AsyncComfyClient, __version__
+from comfykit.server.bodies import UPLOAD_OVERHEAD, service_request
 from comfykit.server.errors import error_response
+from comfykit.server.redact import install_redaction
 from comfykit.server.routers import generate, health, jobs, keys, uploads, workflows
 from comfykit.server.routers._common import BASE_KEY, REQUEST_ID_KEY
 from comfykit.server.settings import Settings
@@ -37,14 +39,35 @@ def _request_id(value: str | None) -> str:
 
 
 class _ServiceRoute(APIRoute):
-    """The routes of one service: request id, the error envelope, metrics and access log,
-    even when the router is mounted in a host app with its own middleware."""
+    """The routes of one service: request id, body limits and strict JSON (413, 400, 415),
+    the error envelope, metrics and access log, even when the router is mounted in a host
+    app with its own middleware."""
 
     service: ClassVar[ServiceState]
+
+    def takes_upload(self) -> bool:
+        """Whether the route's documented body is a multipart upload (its body limit is
+        ``max_upload_bytes`` plus the form's overhead, not ``max_body_bytes``)."""
+        body = (self.openapi_extra or {}).get("requestBody") or {}
+        return "multipart/form-data" in (body.get("content") or {})
+
+    def takes_json(self) -> bool:
+        """Whether the route has a JSON body (parsed by FastAPI)."""
+        field = self.body_field
+        return field is not None and not isinstance(field.field_info, params.Form)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
         state = self.service
+        settings = state.settings
+        if self.takes_upload():
+            max_body, setting = (
+                settings.max_upload_bytes + UPLOAD_OVERHEAD,
+                "max_upload_bytes plus the form's overhead",
+            )
+        else:
+            max_body, setting = settings.max_body_bytes, "max_body_bytes"
+        json_body = self.takes_json()
         template = self.path_format
         # The route's path inside the service (FastAPI may or may not prefix it when the
         # router is included); what the request path has before it is the mount prefix.
@@ -67,7 +90,11 @@ class _ServiceRoute(APIRoute):
             request.state.request_id = rid
             started = time.perf_counter()
             try:
-                response = await original(request)
+                limited = service_request(
+                    request, max_body=max_body, setting=setting,
+                    max_depth=settings.max_json_depth, json_body=json_body,
+                )  # fmt: skip
+                response = await original(limited)
             except Exception as exc:
                 response = error_response(exc, rid)
             response.headers["X-Request-ID"] = rid
@@ -92,8 +119,10 @@ def create_router(
     The router has its own lifespan, which FastAPI runs with the host app's (it opens and
     closes the ComfyUI clients, the store and the dispatcher); :func:`lifespan` runs it by
     hand. ``client`` is used for the first ComfyUI instead of one made from the settings (it
-    is not closed by the service).
+    is not closed by the service). The service's loggers get the redacting filter
+    (:mod:`comfykit.server.redact`).
     """
+    install_redaction()
     state = ServiceState(settings or Settings(), client=client)
     route_class = type("ServiceRoute", (_ServiceRoute,), {"service": state})
 

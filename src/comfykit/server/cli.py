@@ -9,7 +9,7 @@ cached), so the service can be tried with nothing else installed.
 from __future__ import annotations
 
 import argparse
-import logging
+import copy
 import sys
 from typing import Any
 
@@ -31,17 +31,34 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+def log_config() -> dict[str, Any]:
+    """The logging of ``comfykit serve`` (a ``dictConfig``): uvicorn's own, plus the service's
+    loggers as one line per message on stderr (the access log's lines are JSON); every
+    handler redacts keys, tokens and secrets (:class:`~comfykit.server.redact.RedactingFilter`).
+    """
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact": {"()": "comfykit.server.redact.RedactingFilter"}}
+    config["formatters"]["comfykit"] = {"format": "%(message)s"}
+    config["handlers"]["comfykit"] = {
+        "class": "logging.StreamHandler",
+        "formatter": "comfykit",
+        "stream": "ext://sys.stderr",
+    }
+    for handler in config["handlers"].values():
+        handler["filters"] = ["redact"]
+    config["loggers"]["comfykit.server"] = {"handlers": ["comfykit"], "level": "INFO"}
+    config["disable_existing_loggers"] = False
+    return config
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the service until interrupted; the exit code."""
     import uvicorn
 
     from comfykit.server import Settings, create_app
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    server_log = logging.getLogger("comfykit.server")
-    server_log.addHandler(handler)
-    server_log.setLevel(logging.INFO)
     overrides = _overrides(args)
     local = None
     if args.local:
@@ -58,7 +75,10 @@ def serve(args: argparse.Namespace) -> int:
             sys.stderr.write(f"comfykit serve: {problem}\n")
             return 2
         app = create_app(settings)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+        uvicorn.run(
+            app, host=settings.host, port=settings.port, log_level="info", access_log=False,
+            log_config=log_config(),
+        )  # fmt: skip
     finally:
         if local is not None:
             local.stop()

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 
 from comfykit import (
     ComfyConnectionError,
@@ -21,12 +22,17 @@ from comfykit import (
     WorkflowError,
 )
 from comfykit.generation import GenerationRequest
+from comfykit.server.paths import UnsafePathError, scrub_paths
+from comfykit.server.redact import redact
 
 __all__ = [
+    "BodyError",
     "ErrorBody",
     "ErrorEnvelope",
     "ServiceError",
     "error_response",
+    "field_path",
+    "to_service_error",
     "validation_message",
 ]
 
@@ -81,6 +87,20 @@ class ServiceError(Exception):
         self.headers = dict(headers or {})
 
 
+class BodyError(StarletteHTTPException):
+    """A request body refused while it is received or parsed (413, 400, 415).
+
+    It is an HTTP exception so that FastAPI's own body parsing lets it through unchanged
+    (any other exception there becomes a bare "error parsing the body"); it is answered in
+    the envelope like a :class:`ServiceError`.
+    """
+
+    def __init__(self, status_code: int, message: str, *, details: Any = None) -> None:
+        super().__init__(status_code, message)
+        self.message = message
+        self.details = details
+
+
 def _bounds_of(model: type[BaseModel]) -> dict[str, tuple[Any, Any]]:
     bounds: dict[str, tuple[Any, Any]] = {}
     for name, field in model.model_fields.items():
@@ -96,7 +116,8 @@ def _bounds_of(model: type[BaseModel]) -> dict[str, tuple[Any, Any]]:
 _BOUNDS = _bounds_of(GenerationRequest)
 
 
-def _where(loc: Sequence[Any]) -> str:
+def field_path(loc: Sequence[Any]) -> str:
+    """A location as people write it: ``requests[0].prompt`` (``body`` for the whole)."""
     parts = list(loc)
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
@@ -117,7 +138,7 @@ def _fmt(value: Any) -> str:
 
 def _one(err: Mapping[str, Any]) -> str:
     loc = err.get("loc", ())
-    where = _where(loc)
+    where = field_path(loc)
     field = str(loc[-1]) if loc else ""
     kind = str(err.get("type", ""))
     ctx = err.get("ctx") or {}
@@ -157,7 +178,7 @@ def validation_message(errors: Sequence[Mapping[str, Any]]) -> tuple[str, list[d
     details = []
     for e, line in zip(errors, lines, strict=True):
         loc = tuple(e.get("loc", ()))
-        item: dict[str, Any] = {"field": _where(loc), "rule": str(e.get("type", ""))}
+        item: dict[str, Any] = {"field": field_path(loc), "rule": str(e.get("type", ""))}
         if item["rule"] == "json_invalid":
             # pydantic puts the character offset where a field name would be
             item["field"] = "body"
@@ -176,7 +197,7 @@ def _problems(problems: Sequence[Any]) -> list[dict[str, Any]]:
                 "node_id": getattr(p, "node_id", None),
                 "class_type": getattr(p, "class_type", None),
                 "input": getattr(p, "input_name", None),
-                "message": str(p),
+                "message": scrub_paths(str(p)),
             }
         )
     return out
@@ -186,6 +207,8 @@ def to_service_error(exc: BaseException) -> ServiceError | None:
     """The envelope for a known error (SDK, framework or our own); ``None`` for a bug."""
     if isinstance(exc, ServiceError):
         return exc
+    if isinstance(exc, BodyError):
+        return ServiceError(exc.status_code, exc.message, details=exc.details)
     if isinstance(exc, RequestValidationError):
         message, details = validation_message(list(exc.errors()))
         return ServiceError(400, message, details=details)
@@ -193,13 +216,17 @@ def to_service_error(exc: BaseException) -> ServiceError | None:
         message, details = validation_message(list(exc.errors()))
         return ServiceError(400, message, details=details)
     if isinstance(exc, WorkflowError):
-        return ServiceError(400, str(exc), details=_problems(exc.problems))
+        return ServiceError(400, scrub_paths(str(exc)), details=_problems(exc.problems))
     if isinstance(exc, PromptValidationError):
-        return ServiceError(400, str(exc), details=_problems(exc.errors))
+        return ServiceError(400, scrub_paths(str(exc)), details=_problems(exc.errors))
     if isinstance(exc, InputError):
-        return ServiceError(400, str(exc))
+        return ServiceError(400, scrub_paths(str(exc)))
+    if isinstance(exc, UnsafePathError):
+        return ServiceError(400, str(exc), details=[{"field": exc.what, "rule": "unsafe_path"}])
+    if isinstance(exc, MultiPartException):
+        return ServiceError(400, f"the multipart body is malformed: {exc.message}")
     if isinstance(exc, ComfyConnectionError):
-        return ServiceError(503, f"ComfyUI is unreachable: {exc}")
+        return ServiceError(503, f"ComfyUI is unreachable: {redact(scrub_paths(str(exc)))}")
     if isinstance(exc, StarletteHTTPException):
         detail = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and detail == "Not Found":
@@ -211,7 +238,8 @@ def to_service_error(exc: BaseException) -> ServiceError | None:
 
 
 def error_response(exc: BaseException, request_id: str | None) -> JSONResponse:
-    """The envelope response for any exception (a bug becomes a logged 500 without a trace)."""
+    """The envelope response for any exception. A bug becomes a 500 whose body says only
+    that (no trace, path or message); the exception goes to the log with the request id."""
     error = to_service_error(exc)
     if error is None:
         log.error(

@@ -41,7 +41,9 @@ class ServiceState:
         self.store = Store(settings.database_url)
         self.hub = EventHub()
         self.metrics = Metrics()
-        self.files = Files(settings.storage_path, self.store)
+        self.files = Files(
+            settings.storage_path, self.store, max_image_pixels=settings.max_image_pixels
+        )
         self.webhooks = WebhookWorker(settings, self.store, self.metrics)
         self.dispatcher = Dispatcher(
             settings, self.store, self.hub, self.files, self.metrics, client=client,

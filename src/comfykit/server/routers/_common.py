@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Header, Request, Response
 from fastapi.responses import FileResponse
@@ -28,11 +30,17 @@ __all__ = [
 
 REQUEST_ID_KEY = "comfykit.request_id"
 BASE_KEY = "comfykit.base"
+#: What a path may keep unencoded (RFC 3986 pchar and "/").
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 #: The error responses every route may give, for the OpenAPI document.
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorEnvelope, "description": "Invalid request (VALIDATION_ERROR)"},
     404: {"model": ErrorEnvelope, "description": "Not found (NOT_FOUND)"},
+    413: {
+        "model": ErrorEnvelope,
+        "description": "Request body over max_body_bytes (PAYLOAD_TOO_LARGE)",
+    },
     500: {"model": ErrorEnvelope, "description": "Internal error (INTERNAL_ERROR)"},
     503: {"model": ErrorEnvelope, "description": "ComfyUI unreachable (COMFYUI_UNAVAILABLE)"},
     # Every other client error is the same envelope (this also keeps FastAPI from documenting
@@ -55,8 +63,9 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def base_path(request: Request) -> str:
-    """The path prefix the service is mounted under (``""`` standalone)."""
-    return str(request.scope.get(BASE_KEY, ""))
+    """The path prefix the service is mounted under (``""`` standalone), percent-encoded:
+    it goes into ``Location`` headers and URLs, never as raw client bytes."""
+    return quote(str(request.scope.get(BASE_KEY, "")), safe=_PATH_SAFE)
 
 
 def prefer_wait(header: str | None, limit: float) -> float | None:
@@ -67,11 +76,14 @@ def prefer_wait(header: str | None, limit: float) -> float | None:
         token = item.split(";", 1)[0].strip()
         name, _, value = token.partition("=")
         if name.strip().lower() == "wait":
+            text = value.strip().strip('"')
+            if len(text) > 32:
+                return None
             try:
-                seconds = float(value.strip().strip('"'))
+                seconds = float(text)
             except ValueError:
                 return None
-            if seconds < 0:
+            if not math.isfinite(seconds) or seconds < 0:
                 return None
             return min(seconds, limit)
     return None

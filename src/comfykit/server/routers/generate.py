@@ -34,7 +34,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         "/api/v1/generate",
         status_code=201,
         response_model=JobResponse,
-        responses=errors(),
+        responses=errors(415),
         summary="Queue a text-to-image job",
     )
     async def generate_image(
@@ -52,7 +52,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         "/api/v1/generate/batch",
         status_code=201,
         response_model=BatchResponse,
-        responses=errors(),
+        responses=errors(415),
         summary="Queue several generation jobs as one batch",
     )
     async def generate_batch(

@@ -61,7 +61,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     adhoc = Depends(state.auth.dependency(Policy.ADHOC))
 
     @router.post(
-        "/api/v1/jobs", status_code=201, response_model=JobResponse, responses=errors(),
+        "/api/v1/jobs", status_code=201, response_model=JobResponse, responses=errors(415),
         summary="Run an ad-hoc workflow",
     )  # fmt: skip
     async def create_job(

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 __all__ = ["build"]
 
-_FORM_OVERHEAD = 64 * 1024
 _BODY = {
     "requestBody": {
         "required": True,
@@ -48,14 +47,16 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     async def upload_image(
         request: Request, response: Response, who: Principal = user
     ) -> UploadResponse:
-        """Multipart field ``file``: decoded with Pillow (not judged by its name), at most
-        ``max_upload_bytes``, stored under a generated name. Returns its ``upload_id``."""
+        """Multipart field ``file``: at most ``max_upload_bytes`` (413), decoded with Pillow
+        (not judged by its name) under ``max_image_pixels`` (400), stored under a generated
+        name; the client's file name is kept only as a cleaned display name. Returns its
+        ``upload_id``."""
         ctype = request.headers.get("content-type", "")
-        if not ctype.startswith("multipart/form-data"):
+        if ctype.split(";", 1)[0].strip().lower() != "multipart/form-data":
             raise ServiceError(415, "send the file as multipart/form-data in the field 'file'")
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit + _FORM_OVERHEAD:
-            raise ServiceError(413, f"uploads are limited to {limit} bytes")
+        if "boundary=" not in ctype.lower():
+            raise ServiceError(400, "the multipart Content-Type has no boundary")
+        # the route class counts the whole body (max_upload_bytes plus the form's overhead)
         async with request.form(max_files=1, max_fields=5) as form:
             file = form.get("file")
             if not isinstance(file, UploadFile):
@@ -65,7 +66,10 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
             while chunk := await file.read(1 << 16):
                 size += len(chunk)
                 if size > limit:
-                    raise ServiceError(413, f"uploads are limited to {limit} bytes")
+                    raise ServiceError(
+                        413, f"uploads are limited to {limit} bytes (max_upload_bytes)",
+                        details={"limit": limit, "setting": "max_upload_bytes"},
+                    )  # fmt: skip
                 chunks.append(chunk)
             name = file.filename or ""
         row = await state.files.save_upload(b"".join(chunks), name, who.user)

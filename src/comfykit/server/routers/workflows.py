@@ -37,7 +37,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         return TemplateList(workflows=await templates.list())
 
     @router.post("/api/v1/workflows", status_code=201, response_model=TemplateResponse,
-                 responses=errors(), dependencies=admin,
+                 responses=errors(415), dependencies=admin,
                  summary="Store a workflow template (admin)")  # fmt: skip
     async def create_workflow(
         body: TemplateBody, request: Request, response: Response
@@ -55,7 +55,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         return await templates.get(template_id)
 
     @router.put("/api/v1/workflows/{template_id}", response_model=TemplateResponse,
-                responses=errors(409), dependencies=admin,
+                responses=errors(409, 415), dependencies=admin,
                 summary="Replace a workflow template (admin)")  # fmt: skip
     async def replace_workflow(template_id: str, body: TemplateBody) -> TemplateResponse:
         """Replace a stored template (built-ins are read-only: 409)."""
@@ -70,7 +70,7 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         return Response(status_code=204)
 
     @router.post("/api/v1/workflows/{template_id}/execute", status_code=201,
-                 response_model=JobResponse, responses=errors(),
+                 response_model=JobResponse, responses=errors(415),
                  summary="Run a workflow template")  # fmt: skip
     async def execute_workflow(
         template_id: str,

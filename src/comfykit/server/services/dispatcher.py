@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import errno
 import logging
 import time
 import uuid
@@ -41,6 +42,9 @@ from comfykit import (
 from comfykit.generation import GenerationRequest
 from comfykit.graph import NodeCatalog
 from comfykit.server.events import EventHub, JobEvent
+from comfykit.server.paths import UnsafePathError, safe_relative_path, scrub_paths
+from comfykit.server.redact import redact
+from comfykit.server.services.files import StorageError
 from comfykit.server.store import FINISHED, JobRow, Store, utcnow
 from comfykit.server.webhooks import deliveries_for
 
@@ -65,8 +69,9 @@ _PNG_SAVERS = frozenset({"SaveImage"})
 
 def output_prefix(job_id: str, node_id: str) -> str:
     """The ``filename_prefix`` the service gives a job's save node: unique per job and node,
-    so the files of one run can be told from any other's."""
-    return f"{OUTPUT_FOLDER}/{job_id}/{node_id}"
+    so the files of one run can be told from any other's. The node id comes from the client's
+    graph: :class:`~comfykit.server.paths.UnsafePathError` when it cannot be a file name."""
+    return str(safe_relative_path(node_id, f"{OUTPUT_FOLDER}/{job_id}"))
 
 
 @dataclass
@@ -202,10 +207,14 @@ class Dispatcher:
                 stats = await client.with_options(timeout=3.0, max_retries=0).system_stats()
             except ComfyError as exc:
                 self._set_up(url, False)
-                return {"url": url, "status": "disconnected", "error": str(exc)[:300]}
+                return {
+                    "url": redact(url),
+                    "status": "disconnected",
+                    "error": redact(scrub_paths(str(exc)))[:300],
+                }
             self._set_up(url, True)
             return {
-                "url": url,
+                "url": redact(url),
                 "status": "connected",
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2),
                 "version": stats.system.comfyui_version,
@@ -264,9 +273,12 @@ class Dispatcher:
             raise
         except _Requeued:
             pass
-        except Exception as exc:
+        except Exception:
             log.exception("job %s: unexpected error", row.id)
-            await self._fail(row, "INTERNAL_ERROR", f"the service failed to run the job: {exc}")
+            await self._fail(
+                row, "INTERNAL_ERROR",
+                "the service failed to run the job; its id identifies the error in the log",
+            )  # fmt: skip
         finally:
             self._active.pop(row.id, None)
             active.done.set()
@@ -294,7 +306,9 @@ class Dispatcher:
                 self._set_up(row.server_url or "", False)
                 if time.monotonic() >= deadline or self._stopping:
                     await self._fail(
-                        row, "COMFYUI_UNAVAILABLE", f"ComfyUI stayed unreachable: {exc}"
+                        row,
+                        "COMFYUI_UNAVAILABLE",
+                        f"ComfyUI stayed unreachable: {redact(scrub_paths(str(exc)))}",
                     )
                     return
                 log.info("job %s: ComfyUI unreachable (%s); retrying", row.id, exc)
@@ -314,7 +328,15 @@ class Dispatcher:
                 return client.job(row.prompt_id)
             await self._lost(row, "ComfyUI no longer knows the job (was it restarted?)")
             raise _Requeued
-        prompt = await self._prepare(client, row)
+        try:
+            prompt = await self._prepare(client, row)
+        except UnsafePathError as exc:
+            await self._fail(row, "UNSAFE_PATH", f"the job was not sent to ComfyUI: {exc}")
+            raise _Requeued from exc
+        except StorageError as exc:
+            log.error("job %s: %s", row.id, exc)
+            await self._fail(row, "STORAGE_ERROR", "an upload of the job cannot be read")
+            raise _Requeued from exc
         try:
             return await client.submit(prompt, prompt_id=row.prompt_id)
         except (WorkflowError, PromptValidationError) as exc:
@@ -323,7 +345,8 @@ class Dispatcher:
 
     async def _prepare(self, client: AsyncComfyClient, row: JobRow) -> dict[str, Any]:
         """The job's graph with its uploads sent to this ComfyUI and referenced, and its save
-        nodes' file names set by the service (:func:`output_prefix`)."""
+        nodes' file names set by the service (:func:`output_prefix`). Every name sent to
+        ComfyUI, and every reference it answers, is checked (``UnsafePathError``)."""
         prompt = copy.deepcopy(row.workflow)
         for node_id, node in prompt.items():
             inputs = node.get("inputs") if isinstance(node, dict) else None
@@ -334,9 +357,10 @@ class Dispatcher:
                 upload = await self.store.get_upload(upload_id)
                 if upload is None:
                     raise WorkflowError(f"upload {upload_id} no longer exists")
-                uploaded = await client.upload_image(
-                    self.files.upload_path(upload), subfolder="comfykit-server", overwrite=True
-                )
+                path = self.files.upload_path(upload)
+                safe_relative_path(path.name, OUTPUT_FOLDER)
+                uploaded = await client.upload_image(path, subfolder=OUTPUT_FOLDER, overwrite=True)
+                safe_relative_path(uploaded.name, uploaded.subfolder or "")
                 prompt[node_id]["inputs"][input_name] = uploaded.ref
         return prompt
 
@@ -350,7 +374,10 @@ class Dispatcher:
         for node_id, node in (row.workflow or {}).items():
             if not isinstance(node, dict) or node.get("class_type") not in _PNG_SAVERS:
                 continue
-            prefix = output_prefix(row.id, str(node_id))
+            try:
+                prefix = output_prefix(row.id, str(node_id))
+            except UnsafePathError:
+                continue
             folder, _, name = prefix.rpartition("/")
             ref = {"filename": f"{name}_00001_.png", "subfolder": folder, "type": "output"}
             try:
@@ -450,25 +477,44 @@ class Dispatcher:
             if active.cancel:
                 await self._finish(row, "cancelled", None)
             else:
-                await self._fail(row, "INTERRUPTED", str(exc))
+                await self._fail(row, "INTERRUPTED", scrub_paths(str(exc)))
             return
         except ExecutionError as exc:
             details = {
                 "node_id": exc.node_id,
                 "node_type": exc.node_type,
                 "exception_type": exc.exception_type,
-                "exception_message": exc.exception_message,
+                "exception_message": scrub_paths(exc.exception_message),
             }
-            await self._fail(row, "EXECUTION_ERROR", str(exc), details)
+            # ComfyUI's message, without its traceback and with its file paths cut short
+            await self._fail(row, "EXECUTION_ERROR", scrub_paths(str(exc)), details)
             return
         except JobLost as exc:
-            await self._lost(row, str(exc))
+            await self._lost(row, scrub_paths(str(exc)))
             return
         files = [f for f in result.files if f.type == "output"] or list(result.files)
         try:
             outputs = await self.files.copy_outputs(row.id, files)
-        except OSError as exc:
-            await self._fail(row, "STORAGE_ERROR", f"could not store the outputs: {exc}")
+        except UnsafePathError as exc:
+            log.warning("job %s: refused an output of ComfyUI: %s", row.id, exc)
+            await self._fail(
+                row, "UNSAFE_PATH",
+                f"ComfyUI reported an output that cannot be stored: {exc}; nothing was stored",
+                {"reason": exc.reason},
+            )  # fmt: skip
+            return
+        except (OSError, StorageError) as exc:
+            # the details (file system paths) go to the log only
+            log.error("job %s: storing the outputs failed: %r", row.id, exc)
+            if isinstance(exc, StorageError):
+                reason = "a path in the storage dir leads out of it (a symlink?)"
+            else:
+                reason = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            await self._fail(
+                row, "STORAGE_ERROR",
+                f"could not store the outputs ({reason}); the job id identifies the error in "
+                "the service's log",
+            )  # fmt: skip
             return
         meta = dict(row.meta or {})
         if result.text:

@@ -7,27 +7,40 @@ reaches the file system.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import io
+import logging
 import mimetypes
+import re
 import shutil
 import uuid
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from comfykit.server.errors import ServiceError
+from comfykit.server.paths import (
+    UnsafePathError,
+    check_segment,
+    display_name,
+    resolve_inside,
+    safe_relative_path,
+    scrub_paths,
+)
 from comfykit.server.store import JobRow, Store, UploadRow, utcnow
 
 if TYPE_CHECKING:
     from comfykit import AsyncOutputFile
 
-__all__ = ["CleanupReport", "Files"]
+__all__ = ["CleanupReport", "Files", "StorageError", "inspect_image"]
 
-#: Image formats accepted as uploads (Pillow format name → extension, content type).
+log = logging.getLogger("comfykit.server")
+
+#: Image formats accepted as uploads (Pillow format name → extension, content type). Only
+#: these decoders are ever tried on an upload.
 _FORMATS = {
     "PNG": (".png", "image/png"),
     "JPEG": (".jpg", "image/jpeg"),
@@ -36,7 +49,77 @@ _FORMATS = {
     "BMP": (".bmp", "image/bmp"),
     "TIFF": (".tiff", "image/tiff"),
 }
-_MAX_PIXELS = 64 * 1024 * 1024
+#: The ``type`` of a ComfyUI file reference (its folder on that server).
+_FILE_TYPES = frozenset({"output", "temp", "input"})
+_SUFFIX = re.compile(r"\.[a-z0-9]{1,9}")
+_PIXELS = re.compile(r"\((\d+) pixels\)")
+_LIMIT = re.compile(r"limit of (\d+) pixels")
+
+
+class StorageError(Exception):
+    """The storage dir is not as the service left it (a path of its own resolves outside it,
+    e.g. through a symlink): a server fault, answered as a 500 and logged."""
+
+
+def _too_many_pixels(
+    pixels: int | None, limit: int, *, size: str = "", setting: str = "max_image_pixels"
+) -> ServiceError:
+    count = f"{size}{pixels} pixels" if pixels is not None else "more pixels than allowed"
+    return ServiceError(
+        400,
+        f"the image is too large to decode safely: {count}; the limit is {limit} pixels "
+        f"({setting})",
+        details=[{"field": "file", "rule": "max_image_pixels", "pixels": pixels,
+                  "limit": limit}],
+    )  # fmt: skip
+
+
+def inspect_image(data: bytes, max_pixels: int) -> tuple[str, int, int]:
+    """Decode ``data`` with Pillow (only the accepted formats' decoders): its format, width
+    and height. The size in the header is checked against ``max_pixels`` before any pixel is
+    decoded; Pillow's own decompression-bomb refusal is the same 400, as are truncated or
+    corrupt data and PNG text chunks over Pillow's limits (``PngImagePlugin.MAX_TEXT_CHUNK``,
+    ``MAX_TEXT_MEMORY``). 415 when it is not an accepted image. Changes no Pillow setting."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data), formats=list(_FORMATS)) as img:
+            fmt = str(img.format)
+            width, height = img.size
+            pixels = max(1, width) * max(1, height)
+            if pixels > max_pixels:
+                raise _too_many_pixels(pixels, max_pixels, size=f"{width}x{height} = ")
+            img.load()
+    except ServiceError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own limit (its process-wide MAX_IMAGE_PIXELS) refused it first
+        found = _PIXELS.search(str(exc))
+        pixels = int(found.group(1)) if found else None
+        theirs = _LIMIT.search(str(exc))
+        if theirs is not None and int(theirs.group(1)) < max_pixels:
+            raise _too_many_pixels(
+                pixels, int(theirs.group(1)), setting="Pillow's MAX_IMAGE_PIXELS"
+            ) from None
+        raise _too_many_pixels(pixels, max_pixels) from None
+    except UnidentifiedImageError:
+        raise ServiceError(
+            415, "the file is not an image (accepted: PNG, JPEG, WebP, GIF, BMP, TIFF)"
+        ) from None
+    except ValueError as exc:
+        if "MAX_TEXT" in str(exc):
+            raise ServiceError(
+                400, "the image's text metadata is too large (a PNG text chunk inflates past "
+                "Pillow's limit)",
+            ) from None  # fmt: skip
+        raise ServiceError(400, f"the image is damaged: {scrub_paths(str(exc))[:200]}") from None
+    except Exception as exc:
+        # whatever the decoder raises on hostile data (OSError, SyntaxError, EOFError,
+        # struct.error, ...) is about the data
+        raise ServiceError(400, f"the image is damaged: {scrub_paths(str(exc))[:200]}") from None
+    if fmt not in _FORMATS:
+        raise ServiceError(415, f"image format {fmt} is not accepted")
+    return fmt, width, height
 
 
 @dataclass
@@ -61,11 +144,13 @@ class CleanupReport:
 
 
 class Files:
-    """The storage dir of one service instance."""
+    """The storage dir of one service instance. Every path in it is made by :meth:`stored`
+    (checked segments, resolved inside the dir)."""
 
-    def __init__(self, root: Path, store: Store) -> None:
+    def __init__(self, root: Path, store: Store, *, max_image_pixels: int = 40_000_000) -> None:
         self.root = root
         self.store = store
+        self.max_image_pixels = max_image_pixels
         self.outputs = root / "outputs"
         self.uploads = root / "uploads"
 
@@ -74,18 +159,42 @@ class Files:
         self.outputs.mkdir(parents=True, exist_ok=True)
         self.uploads.mkdir(parents=True, exist_ok=True)
 
+    def stored(self, *parts: str) -> Path:
+        """The path of ``parts`` (names the service made) in the storage dir, resolved;
+        :class:`StorageError` when a part is unsafe or the path resolves outside the dir."""
+        try:
+            relative = PurePosixPath(*(check_segment(p, what="stored name") for p in parts))
+            return resolve_inside(self.root, relative)
+        except UnsafePathError as exc:
+            raise StorageError(f"refusing a storage path: {exc}") from exc
+
     # -- outputs --------------------------------------------------------------------------
     async def copy_outputs(
         self, job_id: str, files: Sequence[AsyncOutputFile]
     ) -> list[dict[str, Any]]:
-        """Download a finished job's files into the storage dir; their records."""
-        folder = self.outputs / job_id
+        """Download a finished job's files into the storage dir; their records.
+
+        Every file's name, subfolder and type (ComfyUI's answer) is checked before anything
+        is downloaded: :class:`~comfykit.server.paths.UnsafePathError` and nothing written
+        when one is unsafe. The stored names are generated (``<index><ext>``).
+        """
+        for file in files:
+            safe_relative_path(file.filename, file.subfolder)
+            if file.type not in _FILE_TYPES:
+                raise UnsafePathError(file.type, "is not a ComfyUI folder type", what="type")
+        folder = self.stored("outputs", job_id)
         folder.mkdir(parents=True, exist_ok=True)
+        folder = self.stored("outputs", job_id)
         records = []
         for index, file in enumerate(files):
-            suffix = Path(file.filename).suffix.lower()[:10] or ".bin"
-            target = folder / f"{index}{suffix}"
-            await file.save(target)
+            suffix = Path(file.filename).suffix.lower()
+            if not _SUFFIX.fullmatch(suffix):
+                suffix = ".bin"
+            target = self.stored("outputs", job_id, f"{index}{suffix}")
+            written = await file.save(target) or target
+            if written.parent != folder:
+                raise StorageError(f"the output was written outside {folder.name}")
+            target = self.stored("outputs", job_id, written.name)
             digest = hashlib.sha256()
             with open(target, "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 16), b""):
@@ -107,63 +216,39 @@ class Files:
         return records
 
     def output_path(self, job: JobRow, index: int) -> tuple[Path, dict[str, Any]]:
-        """The stored file of a job's output ``index`` (404 when there is none)."""
+        """The stored file of a job's output ``index`` (404 when there is none, or when its
+        path no longer resolves inside the storage dir)."""
         outputs = job.outputs or []
         if not 0 <= index < len(outputs):
             raise ServiceError(404, f"job {job.id} has no output {index} (it has {len(outputs)})")
         record = outputs[index]
-        path = self.outputs / job.id / str(record["stored_name"])
+        try:
+            path = self.stored("outputs", job.id, str(record["stored_name"]))
+        except StorageError:
+            log.error("job %s: output %s resolves outside the storage dir", job.id, index)
+            raise ServiceError(404, f"output {index} of job {job.id} is not available") from None
         if not path.is_file():
             raise ServiceError(404, f"output {index} of job {job.id} was deleted (retention)")
         return path, record
 
     # -- uploads --------------------------------------------------------------------------
-    def check_image(self, data: bytes) -> tuple[str, int, int]:
-        """Decode ``data`` with Pillow: its format, width and height (415 when not an image)."""
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data)) as img:
-                    fmt = str(img.format)
-                    width, height = img.size
-                    if width * height > _MAX_PIXELS:
-                        raise ServiceError(400, f"image too large: {width}x{height} pixels")
-                    img.load()
-        except ServiceError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ServiceError(400, f"image too large to decode safely: {exc}") from None
-        except UnidentifiedImageError:
-            raise ServiceError(
-                415, "the file is not an image (accepted: PNG, JPEG, WebP, GIF, BMP, TIFF)"
-            ) from None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ServiceError(400, f"the image is damaged: {exc}") from None
-        if fmt not in _FORMATS:
-            raise ServiceError(415, f"image format {fmt} is not accepted")
-        return fmt, width, height
-
     async def save_upload(
         self, data: bytes, original_name: str, owner: str | None = None
     ) -> UploadRow:
-        """Check and store an upload (``owner``'s) under a generated name; its record."""
-        fmt, width, height = self.check_image(data)
+        """Check an upload (:func:`inspect_image`, in a worker thread) and store it (``owner``'s)
+        under a generated name; its record. The client's name is kept only as a display name."""
+        fmt, width, height = await asyncio.to_thread(inspect_image, data, self.max_image_pixels)
         suffix, content_type = _FORMATS[fmt]
         upload_id = str(uuid.uuid4())
         stored = f"{upload_id}{suffix}"
-        path = self.uploads / stored
-        tmp = path.with_name(stored + ".part")
+        path = self.stored("uploads", stored)
+        tmp = self.stored("uploads", stored + ".part")
         tmp.write_bytes(data)
         tmp.replace(path)
-        safe_name = "".join(
-            c for c in Path(original_name.replace("\\", "/")).name if c.isprintable()
-        )
         row = UploadRow(
             id=upload_id,
             stored_name=stored,
-            original_name=safe_name[:255],
+            original_name=display_name(original_name, default=f"upload{suffix}"),
             content_type=content_type,
             size=len(data),
             width=width,
@@ -175,8 +260,8 @@ class Files:
         return row
 
     def upload_path(self, upload: UploadRow) -> Path:
-        """Where an upload is kept."""
-        return self.uploads / upload.stored_name
+        """Where an upload is kept (:class:`StorageError` when it resolves outside)."""
+        return self.stored("uploads", upload.stored_name)
 
     # -- retention ------------------------------------------------------------------------
     async def cleanup_old_files(self, retention_days: float) -> CleanupReport:
@@ -185,17 +270,25 @@ class Files:
         cutoff = utcnow() - dt.timedelta(days=retention_days)
         report = CleanupReport(cutoff=cutoff)
         for job in await self.store.finished_before(cutoff):
-            folder = self.outputs / job.id
+            try:
+                folder = self.stored("outputs", job.id)
+            except StorageError:
+                log.error("retention: the outputs of job %s resolve outside; skipped", job.id)
+                continue
             if folder.is_dir():
                 for path in sorted(folder.iterdir()):
-                    report.deleted_files.append(str(path.relative_to(self.root)))
+                    report.deleted_files.append(str(path.relative_to(self.root.resolve())))
                     report.freed_bytes += path.stat().st_size
                 shutil.rmtree(folder, ignore_errors=True)
                 report.jobs.append(job.id)
         for upload in await self.store.uploads_before(cutoff):
-            path = self.upload_path(upload)
+            try:
+                path = self.upload_path(upload)
+            except StorageError:
+                log.error("retention: upload %s resolves outside; skipped", upload.id)
+                continue
             if path.is_file():
-                report.deleted_files.append(str(path.relative_to(self.root)))
+                report.deleted_files.append(str(path.relative_to(self.root.resolve())))
                 report.freed_bytes += path.stat().st_size
                 path.unlink()
             await self.store.delete_upload(upload.id)

@@ -17,9 +17,11 @@ from comfykit import WorkflowError, recipes
 from comfykit.graph.png_metadata import read_png_workflows
 from comfykit.graph.ui_format import is_api_prompt, is_ui_workflow, ui_to_api
 from comfykit.server.auth import Principal
+from comfykit.server.bodies import check_json_value
 from comfykit.server.errors import ServiceError
 from comfykit.server.events import EventHub, JobEvent
 from comfykit.server.limits import day_start, next_reset, quota_for
+from comfykit.server.paths import check_segment
 from comfykit.server.schemas import (
     BatchBody,
     BatchResponse,
@@ -225,6 +227,7 @@ class JobService:
                 f"{where} must be at most {limit} characters long (got {len(prompt)})",
                 details=[{"field": where, "rule": "string_too_long", "max_length": limit}],
             )
+        check_json_value(prompt, max_depth=1, where=(where,))
 
     async def webhook_url(self, url: str | None) -> str | None:
         """A submitted ``webhook_url``, checked (the SSRF rule; a secret must be set)."""
@@ -240,6 +243,7 @@ class JobService:
         base: str = "",
     ) -> JobRow:
         self._check_prompt(body.prompt)
+        self._check_prompt(body.negative_prompt, "negative_prompt")
         request = body
         if request.model is None and self.settings.default_model:
             request = request.model_copy(update={"model": self.settings.default_model})
@@ -368,13 +372,21 @@ class JobService:
                     raw = base64.b64decode(body.png, validate=True)
                 except (binascii.Error, ValueError):
                     raise ServiceError(400, "png must be base64") from None
+                where = "png"
             else:
                 upload = await self.store.get_upload(str(body.upload_id))
                 if upload is None or (who is not None and not who.may_see(upload.owner)):
                     raise ServiceError(400, f"upload_id: no upload {body.upload_id}")
-                raw = self.files.upload_path(upload).read_bytes()
-            found = read_png_workflows(raw)
+                path = self.files.upload_path(upload)
+                if not path.is_file():
+                    raise ServiceError(400, f"upload_id: upload {upload.id} was deleted")
+                raw = path.read_bytes()
+                where = "upload_id"
+            # the embedded JSON is held to the limits of a JSON body
+            limits = self.settings
+            found = read_png_workflows(raw, max_text_bytes=limits.max_body_bytes)
             data = found.prompt if found.prompt is not None else found.workflow
+            check_json_value(data, max_depth=limits.max_json_depth, where=(where,))
         return await self.api_workflow_from(data)
 
     async def api_workflow_from(self, data: Any) -> dict[str, Any]:
@@ -388,6 +400,11 @@ class JobService:
             raise ServiceError(
                 400, "workflow is neither an API-format prompt nor an editor (UI) workflow"
             )
+        for node_id, node in api.items():
+            inputs = node.get("inputs") if isinstance(node, dict) else None
+            if isinstance(inputs, dict) and "filename_prefix" in inputs:
+                # the service names the files of save nodes after their node id
+                check_segment(node_id, what="node id")
         problems = catalog.problems(api)
         if problems:
             raise WorkflowError(problems)
