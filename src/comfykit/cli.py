@@ -305,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--local", action="store_true", help="start the local CPU ComfyUI of comfykit.testing"
     )
-    serve.set_defaults(handler=_cmd_serve)
+    serve.set_defaults(handler=_service_command)
 
     keys = sub.add_parser(
         "keys",
@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print JSON")
     revoke = keys_sub.add_parser("revoke", parents=[store], help="revoke a key by its id")
     revoke.add_argument("key_id", metavar="ID")
-    keys.set_defaults(handler=_cmd_keys)
+    keys.set_defaults(handler=_service_command)
     return parser
 
 
@@ -662,22 +662,18 @@ def _size(n: int | None) -> str:
     return f"{n / 2**30:.1f} GiB"
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
+def _service_command(args: argparse.Namespace) -> int:
+    """``serve`` and ``keys``: in :mod:`comfykit.server.cli`, imported only when they run."""
     try:
-        from comfykit.server.cli import serve
+        from comfykit.server import cli as server_cli
     except ImportError as exc:
-        _error(f"comfykit serve needs the server extra: pip install 'comfykit[server]' ({exc})")
+        _error(
+            f"comfykit {args.command} needs the server extra: pip install 'comfykit[server]' "
+            f"({exc})"
+        )
         return EXIT_USAGE
-    return serve(args)
-
-
-def _cmd_keys(args: argparse.Namespace) -> int:
-    try:
-        from comfykit.server.cli import keys
-    except ImportError as exc:
-        _error(f"comfykit keys needs the server extra: pip install 'comfykit[server]' ({exc})")
-        return EXIT_USAGE
-    return keys(args)
+    handler: Callable[[argparse.Namespace], int] = getattr(server_cli, args.command)
+    return handler(args)
 
 
 def _cmd_info(args: argparse.Namespace) -> int:

@@ -190,6 +190,17 @@ class RequestContextMiddleware:
         scope[_REQUEST_ID] = rid
         started = time.perf_counter()
         status = 500
+        observed = False
+
+        def observe() -> None:
+            nonlocal observed
+            observed = True
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "unmatched"
+            self.state.observe(
+                scope.get("method", ""), label, scope.get("path", ""), status,
+                time.perf_counter() - started, rid,
+            )  # fmt: skip
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -198,17 +209,17 @@ class RequestContextMiddleware:
                 hdrs = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
                 hdrs.append((b"x-request-id", rid.encode()))
                 message["headers"] = hdrs
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # recorded before the last bytes go out: a client that has its answer can
+                # already find the request in the log and the metrics
+                observe()
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            label = getattr(route, "path", None) or "unmatched"
-            self.state.observe(
-                scope.get("method", ""), label, scope.get("path", ""), status,
-                time.perf_counter() - started, rid,
-            )  # fmt: skip
+            if not observed:
+                observe()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

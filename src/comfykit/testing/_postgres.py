@@ -16,8 +16,8 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
+from comfykit.testing._managed import Managed
 from comfykit.testing._server import free_port
 
 __all__ = ["PostgresServer", "PostgresStartError", "find_postgres_bin"]
@@ -43,7 +43,7 @@ def find_postgres_bin() -> Path | None:
     return Path(found).parent if found else None
 
 
-class PostgresServer:
+class PostgresServer(Managed):
     """One PostgreSQL cluster on ``127.0.0.1:<free port>``, removed on :meth:`stop`.
 
     ``url`` is a SQLAlchemy URL (``postgresql+asyncpg://...``); ``dsn`` the plain
@@ -193,14 +193,3 @@ class PostgresServer:
             )
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp = None
-
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

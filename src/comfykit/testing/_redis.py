@@ -10,8 +10,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
+from comfykit.testing._managed import Managed
 from comfykit.testing._server import free_port
 
 __all__ = ["RedisServer", "RedisStartError", "find_redis_server"]
@@ -31,7 +31,7 @@ def find_redis_server() -> str | None:
     return str(debian) if debian.exists() else None
 
 
-class RedisServer:
+class RedisServer(Managed):
     """One Redis on ``127.0.0.1:<free port>`` (no persistence). ``url`` is ``redis://...``.
 
     Use as a context manager, or :meth:`start` / :meth:`stop`. :meth:`stop` then
@@ -110,14 +110,3 @@ class RedisServer:
         if remove and self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -18,10 +18,10 @@ import urllib.request
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from comfykit.testing._env import CHECKPOINT_NAME, ComfyUIEnv, ensure_comfyui_env
+from comfykit.testing._managed import Managed
 
 __all__ = ["ComfyUIServer", "ComfyUIStartError", "comfyui_url_or_local", "free_port"]
 
@@ -71,7 +71,7 @@ def _child_setup(cpus: frozenset[int] | None) -> None:  # pragma: no cover - run
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-class ComfyUIServer:
+class ComfyUIServer(Managed):
     """A ComfyUI process with a private base directory.
 
     ``with ComfyUIServer() as server: ...`` builds the environment if needed, starts
@@ -307,17 +307,6 @@ class ComfyUIServer:
         except (ProcessLookupError, PermissionError):
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(sig)
-
-    def __enter__(self) -> ComfyUIServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.is_running() else "stopped"
