@@ -125,3 +125,81 @@ async def test_a_job_comfyui_ran_and_forgot_is_not_run_again(
 async def _history(url: str) -> object:
     async with httpx.AsyncClient() as raw:  # test-side look at ComfyUI's history
         return (await raw.get(f"{url}/history")).json()
+
+
+@pytest.fixture
+def small_storage(tmp_path: Path) -> Iterator[Path]:
+    """A storage dir on a tmpfs of 1 MiB, to fill up or make read-only (needs ``mount``: as
+    root, as CI runs; elsewhere the test is skipped, under CI it fails)."""
+    import os
+    import subprocess
+
+    where = tmp_path / "storage"
+    where.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        if os.environ.get("CI"):
+            raise AssertionError(f"cannot mount a tmpfs under CI: {done.stderr}")
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _remount(where: Path, mode: str) -> None:
+    import subprocess
+
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(where)], check=True)
+
+
+@pytest.mark.slow
+async def test_storage_full_or_read_only_fails_the_job_with_a_reason(
+    tmp_path: Path, comfyui_url: str, small_storage: Path
+) -> None:
+    """R5: the storage dir is full, then read-only, while a job's outputs are copied: each job
+    fails with STORAGE_ERROR and a reason (no path in it); once there is room again jobs
+    complete; nothing is left half-written."""
+    settings = make_settings(tmp_path, comfyui_url, storage_dir=small_storage)
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=60) as http:
+            filler = small_storage / "filler"
+            with open(filler, "wb") as out:  # fill the tmpfs to the last block
+                try:
+                    while True:
+                        out.write(b"\0" * 65536)
+                        out.flush()
+                except OSError:
+                    pass
+            r = await http.post("/api/v1/jobs", json={"workflow": graphs.invert()},
+                                headers={"Prefer": "wait=60"})  # fmt: skip
+            full = r.json()
+            assert full["status"] == "failed", full
+            assert full["error"]["code"] == "STORAGE_ERROR", full["error"]
+            assert "No space left" in full["error"]["message"], full["error"]
+            assert str(small_storage) not in full["error"]["message"]
+            filler.unlink()
+            ok = (await http.post("/api/v1/jobs", json={"workflow": graphs.invert()},
+                                  headers={"Prefer": "wait=60"})).json()  # fmt: skip
+            assert ok["status"] == "completed", ok
+            _remount(small_storage, "ro")
+            try:
+                answer = await http.post("/api/v1/jobs", json={"workflow": graphs.invert()},
+                                         headers={"Prefer": "wait=60"})  # fmt: skip
+                ro = answer.json()
+                assert answer.status_code == 201 and ro["status"] == "failed", ro
+                assert ro["error"]["code"] == "STORAGE_ERROR", ro["error"]
+                assert "Read-only file system" in ro["error"]["message"], ro["error"]
+            finally:
+                _remount(small_storage, "rw")
+            again = (await http.post("/api/v1/jobs", json={"workflow": graphs.invert()},
+                                     headers={"Prefer": "wait=60"})).json()  # fmt: skip
+            assert again["status"] == "completed", again
+            assert (await http.get("/health")).json()["status"] == "healthy"
+            leftovers = [p.name for p in small_storage.rglob("*") if p.name.endswith(".part")]
+            assert leftovers == []

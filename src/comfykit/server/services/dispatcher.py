@@ -506,14 +506,20 @@ class Dispatcher:
         except (OSError, StorageError) as exc:
             # the details (file system paths) go to the log only
             log.error("job %s: storing the outputs failed: %r", row.id, exc)
+            code: str | None = None
             if isinstance(exc, StorageError):
                 reason = "a path in the storage dir leads out of it (a symlink?)"
             else:
-                reason = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+                # the OS's words without the path: "No space left on device (ENOSPC)"
+                cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+                code = errno.errorcode.get(cause.errno or 0)
+                words = cause.strerror or type(cause).__name__
+                reason = f"{words} ({code})" if code else words
             await self._fail(
                 row, "STORAGE_ERROR",
-                f"could not store the outputs ({reason}); the job id identifies the error in "
+                f"could not store the outputs: {reason}; the job id identifies the error in "
                 "the service's log",
+                {"errno": code},
             )  # fmt: skip
             return
         meta = dict(row.meta or {})
