@@ -170,6 +170,16 @@ class Settings(BaseSettings):
         default=40_000_000, ge=1, description="Largest upload in pixels (a bigger one is a 400)."
     )
     max_prompt_length: int = Field(default=5000, ge=1, description="Longest prompt accepted.")
+    dispatch: bool = Field(
+        default=True,
+        description="Feed ComfyUI from this process (false: an API-only replica; run "
+        "`comfykit worker` processes to dispatch).",
+    )
+    lease_seconds: float = Field(
+        default=15, ge=1, le=600,
+        description="A dispatched job's lease: renewed by the replica running it; when it "
+        "lapses (that replica died) another replica takes the job over.",
+    )  # fmt: skip
     dispatch_concurrency: int = Field(
         default=2, ge=1, le=64, description="Jobs fed to each ComfyUI at once."
     )
