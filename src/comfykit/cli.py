@@ -307,6 +307,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_service_command)
 
+    worker = sub.add_parser(
+        "worker",
+        parents=[store],
+        help="run the service's jobs without HTTP (with API replicas on COMFYKIT_DISPATCH=false)",
+        description="Feed ComfyUI from the service's job store (PostgreSQL, shared with the API "
+        "replicas) and send its webhooks; no HTTP. Every flag is also a COMFYKIT_ variable.",
+    )
+    worker.add_argument(
+        "--comfyui-url", action="append", default=None, metavar="URL",
+        help="a ComfyUI server (repeatable; env COMFYKIT_COMFYUI_URLS)",
+    )  # fmt: skip
+    worker.add_argument("--storage-dir", default=None, help="outputs, uploads (shared)")
+    worker.set_defaults(handler=_service_command)
+
     keys = sub.add_parser(
         "keys",
         help="create, list and revoke the service's API keys",

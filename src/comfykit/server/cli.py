@@ -13,7 +13,7 @@ import copy
 import sys
 from typing import Any
 
-__all__ = ["keys", "serve"]
+__all__ = ["keys", "log_config", "serve", "worker"]
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -78,10 +78,43 @@ def serve(args: argparse.Namespace) -> int:
         uvicorn.run(
             app, host=settings.host, port=settings.port, log_level="info", access_log=False,
             log_config=log_config(),
+            # longer than a proxy keeps idle connections to us (nginx: 60 s), so that the
+            # proxy never sends a request on a connection we are closing (a 502 for a POST)
+            timeout_keep_alive=75,
         )  # fmt: skip
     finally:
         if local is not None:
             local.stop()
+    return 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    """``comfykit worker``: run jobs (the dispatcher and the webhook sender) without HTTP, for
+    deployments whose API replicas run with ``COMFYKIT_DISPATCH=false``. Stops on SIGTERM or
+    SIGINT (its jobs stay leased; another worker takes them over when the lease lapses)."""
+    import asyncio
+    import logging.config
+    import signal
+
+    from comfykit.server import Settings
+    from comfykit.server.state import ServiceState
+
+    logging.config.dictConfig(log_config())
+    settings = Settings(**_overrides(args), dispatch=True)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with ServiceState(settings).running() as state:
+            sys.stderr.write(
+                f"comfykit worker {state.dispatcher.replica_id}: running jobs on "
+                f"{', '.join(settings.comfyui_urls)}\n"
+            )
+            await stop.wait()
+
+    asyncio.run(run())
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,8 @@ class EventHub:
     def __init__(self, max_backlog: int = 1000) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[JobEvent | None]]] = {}
         self._max_backlog = max_backlog
+        #: Told the job id of every stored event published here (the replicas' bridge).
+        self.relay: Callable[[str], None] | None = None
 
     def subscribe(self, job_id: str) -> asyncio.Queue[JobEvent | None]:
         """A queue receiving the job's events from now on (``None``: resync from the store)."""
@@ -62,14 +64,31 @@ class EventHub:
                 del self._subscribers[job_id]
 
     def publish(self, event: JobEvent) -> None:
-        """Deliver ``event`` to the job's subscribers."""
+        """Deliver ``event`` to the job's subscribers (and, when it is stored, tell the other
+        replicas that the job has news)."""
+        if event.id is not None and self.relay is not None:
+            self.relay(event.job_id)
         for queue in list(self._subscribers.get(event.job_id, ())):
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
-                while not queue.empty():
-                    queue.get_nowait()
-                queue.put_nowait(None)
+                self._resync(queue)
+
+    def poke(self, job_id: str) -> None:
+        """The job has new events in the store (written by another replica): its subscribers
+        read them from there."""
+        for queue in list(self._subscribers.get(job_id, ())):
+            if queue.empty():
+                try:
+                    queue.put_nowait(None)
+                except asyncio.QueueFull:  # pragma: no cover - empty a moment ago
+                    self._resync(queue)
+
+    @staticmethod
+    def _resync(queue: asyncio.Queue[JobEvent | None]) -> None:
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(None)
 
     async def wait_terminal(self, queue: asyncio.Queue[JobEvent | None], timeout: float) -> bool:
         """Wait on a subscription until a terminal event (True) or ``timeout`` (False)."""

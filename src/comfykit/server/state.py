@@ -14,6 +14,7 @@ from typing import Any
 
 from comfykit import AsyncComfyClient
 from comfykit.server.auth import Authenticator
+from comfykit.server.bridge import make_bridge
 from comfykit.server.events import EventHub
 from comfykit.server.limits import RateLimiter
 from comfykit.server.metrics import Metrics
@@ -40,6 +41,8 @@ class ServiceState:
         self.token = uuid.uuid4().hex[:8]
         self.store = Store(settings.database_url)
         self.hub = EventHub()
+        self.bridge = make_bridge(settings.database_url)
+        self.hub.relay = self.bridge.events
         self.metrics = Metrics()
         self.files = Files(
             settings.storage_path, self.store, max_image_pixels=settings.max_image_pixels
@@ -49,6 +52,7 @@ class ServiceState:
             settings, self.store, self.hub, self.files, self.metrics, client=client,
             webhooks=self.webhooks,
         )  # fmt: skip
+        self.dispatcher.remote_cancel = self.bridge.cancel
         self.jobs = JobService(
             settings, self.store, self.hub, self.dispatcher, self.files, webhooks=self.webhooks
         )
@@ -71,6 +75,7 @@ class ServiceState:
                 return
             await self.store.open()
             self.files.prepare()
+            await self.bridge.start(self.hub.poke, self.dispatcher.cancel_soon)
             await self.dispatcher.start()
             await self.webhooks.start()
             if self.settings.retention_days is not None:
@@ -89,6 +94,7 @@ class ServiceState:
                     await self._cleanup
                 self._cleanup = None
             await self.dispatcher.stop()
+            await self.bridge.stop()
             await self.limiter.close()
             await self.webhooks.stop()
             await self.store.close()

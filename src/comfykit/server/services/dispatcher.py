@@ -15,6 +15,7 @@ import contextlib
 import copy
 import errno
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from comfykit import (
     AsyncComfyClient,
     ComfyConnectionError,
     ComfyError,
+    ComfyTimeoutError,
     Executing,
     ExecutionCached,
     ExecutionError,
@@ -81,10 +83,13 @@ class _Active:
     handle: AsyncJob | None = None
     cancel: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[Any] | None = None
+    #: A submission of the job was sent and not confirmed (it may still land on ComfyUI).
+    unconfirmed: bool = False
 
 
 class _Requeued(Exception):
-    """The job went back to the service's queue."""
+    """The job went back to the service's queue (or is no longer this replica's)."""
 
 
 class Dispatcher:
@@ -114,6 +119,10 @@ class Dispatcher:
         self._wakes: dict[str, asyncio.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
+        #: Asks the other replicas to cancel a job this one does not run (the bridge).
+        self.remote_cancel: Callable[[str], None] | None = None
+        #: This replica's name on the leases of the jobs it runs.
+        self.replica_id = f"{socket.gethostname()[:20]}-{uuid.uuid4().hex[:12]}"
 
     # -- life cycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -129,10 +138,17 @@ class Dispatcher:
                 )
             self.up[url] = False
             self._wakes[url] = asyncio.Event()
-        for row in await self.store.dispatched_jobs():
+        if not self.settings.dispatch:
+            return  # an API-only replica: `comfykit worker` processes run the jobs
+        # One process owning a SQLite store re-attaches to everything at once; replicas
+        # sharing PostgreSQL take over only the jobs whose leases lapsed.
+        single = not self.store.url.startswith("postgresql")
+        lease = self.settings.lease_seconds
+        for row in await self.store.take_over(self.replica_id, lease, everything=single):
             self._spawn(self._run(row, reattach=True))
         for url in self.clients:
             self._spawn(self._feed(url))
+        self._spawn(self._leases())
 
     async def stop(self) -> None:
         """Stop feeding and following (jobs stay dispatched in the store; the next start
@@ -224,10 +240,49 @@ class Dispatcher:
         results = await asyncio.gather(*(one(u, c) for u, c in self.clients.items()))
         return {r["url"]: r for r in results}
 
+    async def _leases(self) -> None:
+        """Renew the leases of the jobs this replica runs (noticing cancels asked through
+        another replica), and take over the jobs of replicas that died."""
+        lease = self.settings.lease_seconds
+        while not self._stopping:
+            await asyncio.sleep(lease / 3)
+            try:
+                mine = list(self._active)
+                renewed = dict(await self.store.renew_leases(self.replica_id, mine, lease))
+                for job_id in mine:
+                    active = self._active.get(job_id)
+                    if active is None:
+                        continue
+                    if job_id not in renewed:
+                        # another replica has it now (this one stalled past its lease): stop
+                        # following it here; ComfyUI's run of it is the other's to watch
+                        log.warning("job %s: its lease passed to another replica", job_id)
+                        if active.task is not None and not active.task.done():
+                            active.task.cancel()
+                    elif renewed[job_id] and not active.cancel:
+                        self.cancel_soon(job_id)
+                for row in await self.store.take_over(self.replica_id, lease):
+                    if row.id not in self._active:
+                        log.info("job %s: taken over from replica %s", row.id, row.lease_owner)
+                        self._spawn(self._run(row, reattach=True))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("renewing or taking over leases failed")
+
+    def cancel_soon(self, job_id: str) -> None:
+        """Cancel a job this replica runs (asked through another replica); nothing when it
+        runs elsewhere."""
+        if job_id in self._active and not self._stopping:
+            self._spawn(self.cancel(job_id))
+
     async def cancel(self, job_id: str, timeout: float = 10.0) -> None:
-        """Cancel a dispatched job on its ComfyUI and wait (bounded) until it is recorded."""
+        """Cancel a dispatched job on its ComfyUI and wait (bounded) until it is recorded;
+        a job another replica runs is asked of it."""
         active = self._active.get(job_id)
         if active is None:
+            if self.remote_cancel is not None:
+                self.remote_cancel(job_id)
             return
         active.cancel = True
         if active.handle is not None:
@@ -267,7 +322,10 @@ class Dispatcher:
     async def _run(self, row: JobRow, *, reattach: bool) -> None:
         url = row.server_url or ""
         active = self._active.setdefault(row.id, _Active(row.id, url))
+        active.task = asyncio.current_task()
         try:
+            if not reattach:  # a fresh claim: this replica's lease on it
+                await self.store.lease(row.id, self.replica_id, self.settings.lease_seconds)
             await self._drive(row, active, reattach)
         except asyncio.CancelledError:
             raise
@@ -322,8 +380,13 @@ class Dispatcher:
         # A fresh claim submits: a job is requeued only once its ComfyUI was seen not to know
         # it, and a restart re-attaches (``reattach``) instead of claiming.
         if reattach:
-            queue = await client.queue()
-            known = row.prompt_id in queue or bool(await client.history(row.prompt_id))
+            known = await self._known(client, row)
+            unconfirmed = self._active[row.id].unconfirmed if row.id in self._active else False
+            if not known and (self._shared or unconfirmed):
+                # the replica that had the job submits only while it holds the lease, and a
+                # submission lands within its timeout: one on its way shows by then
+                await asyncio.sleep(self.settings.comfyui_timeout_seconds + 1)
+                known = await self._known(client, row)
             if known:
                 return client.job(row.prompt_id)
             await self._lost(row, "ComfyUI no longer knows the job (was it restarted?)")
@@ -337,11 +400,39 @@ class Dispatcher:
             log.error("job %s: %s", row.id, exc)
             await self._fail(row, "STORAGE_ERROR", "an upload of the job cannot be read")
             raise _Requeued from exc
+        if self._shared and not await self.store.renew_leases(
+            self.replica_id, [row.id], self.settings.lease_seconds
+        ):
+            log.warning("job %s: its lease passed to another replica before it was sent", row.id)
+            raise _Requeued
+        active = self._active.get(row.id)
         try:
-            return await client.submit(prompt, prompt_id=row.prompt_id)
+            if active is not None:
+                active.unconfirmed = True
+            # bounded, so that a replica taking the job over knows how long to wait for it
+            handle = await asyncio.wait_for(
+                client.submit(prompt, prompt_id=row.prompt_id),
+                self.settings.comfyui_timeout_seconds,
+            )
+            if active is not None:
+                active.unconfirmed = False
+            return handle
+        except asyncio.TimeoutError:
+            raise ComfyTimeoutError("submitting the job to ComfyUI timed out") from None
         except (WorkflowError, PromptValidationError) as exc:
             await self._fail(row, "VALIDATION_ERROR", str(exc))
             raise _Requeued from exc
+
+    @property
+    def _shared(self) -> bool:
+        """Whether other replicas share the store (PostgreSQL)."""
+        return self.store.url.startswith("postgresql")
+
+    @staticmethod
+    async def _known(client: AsyncComfyClient, row: JobRow) -> bool:
+        """Whether ComfyUI has the job's prompt (queued, running or in its history)."""
+        queue = await client.queue()
+        return row.prompt_id in queue or bool(await client.history(row.prompt_id))
 
     async def _prepare(self, client: AsyncComfyClient, row: JobRow) -> dict[str, Any]:
         """The job's graph with its uploads sent to this ComfyUI and referenced, and its save

@@ -6,6 +6,7 @@ ComfyUI; the dispatcher picks it up from the store.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -457,9 +458,12 @@ class JobService:
         """Wait up to ``seconds`` for the job to end; its row then."""
         queue = self.hub.subscribe(job_id)
         try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + seconds
             row = await self.get(job_id)
-            if row.status not in FINISHED and seconds > 0:
-                await self.hub.wait_terminal(queue, seconds)
+            # a wake-up may also be "read the store" (another replica wrote an event)
+            while row.status not in FINISHED and (left := deadline - loop.time()) > 0:
+                await self.hub.wait_terminal(queue, left)
                 row = await self.get(job_id)
             return row
         finally:

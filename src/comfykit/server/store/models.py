@@ -99,6 +99,10 @@ class JobRow(Base):
     #: Images the job counts against its owner's daily quota (its outputs once completed).
     images: Mapped[int] = mapped_column(Integer, default=1)
     webhook_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The replica running the dispatched job, and until when (it renews the lease while it
+    #: lives; once it lapses another replica takes the job over).
+    lease_owner: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_status_seq", "status", "seq"),

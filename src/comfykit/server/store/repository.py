@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from comfykit.server.store.leases import LeaseQueries
 from comfykit.server.store.models import (
     BatchRow,
     DeliveryRow,
@@ -132,7 +133,7 @@ class _LoopThreadSession:
         self._session.close()
 
 
-class Store(UserQueries):
+class Store(UserQueries, LeaseQueries):
     """Access to the job store. ``await open()`` before use, ``await close()`` after."""
 
     def __init__(self, url: str) -> None:
