@@ -203,3 +203,62 @@ async def test_storage_full_or_read_only_fails_the_job_with_a_reason(
             assert (await http.get("/health")).json()["status"] == "healthy"
             leftovers = [p.name for p in small_storage.rglob("*") if p.name.endswith(".part")]
             assert leftovers == []
+
+
+@pytest.mark.slow
+async def test_r1_comfyui_killed_and_restarted_in_the_middle_of_50_jobs(
+    tmp_path: Path, own_comfyui: ComfyUIServer
+) -> None:
+    """R1 (service): 50 jobs; ComfyUI is SIGKILLed and restarted after a few complete. Every
+    job ends completed, or failed with a reason (the one running when it died); none hangs;
+    every completed job keeps its output; none runs twice."""
+    from tests.server.test_replicas import runs_on_comfyui, slow_image, write_figures
+
+    n = 50
+    settings = make_settings(tmp_path, own_comfyui.url, reattach_timeout_seconds=120)
+    app = create_app(settings)
+    async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=60) as http:
+            ids = []
+            for i in range(n):
+                r = await http.post("/api/v1/jobs", json={"workflow": slow_image(300 + i, 0.2)})
+                assert r.status_code == 201, r.text
+                ids.append(r.json()["job_id"])
+            deadline = time.monotonic() + 60
+            while True:
+                done = [(await http.get(f"/api/v1/jobs/{i}")).json()["status"] for i in ids]
+                if done.count("completed") >= 10:
+                    break
+                assert time.monotonic() < deadline, done
+                await asyncio.sleep(0.05)
+            completed_before = [i for i, s in zip(ids, done, strict=True) if s == "completed"]
+            own_comfyui.kill()
+            own_comfyui.restart()
+            last = {}
+            for job_id in ids:
+                last[job_id] = await wait_for_job(http, job_id, timeout=180)
+            kept = 0
+            for job_id in completed_before:
+                image = await http.get(f"/api/v1/jobs/{job_id}/outputs/0")
+                kept += image.status_code == 200 and image.content.startswith(b"\x89PNG")
+    runs = await runs_on_comfyui(own_comfyui.url)  # history since the restart only
+    statuses = [last[i]["status"] for i in ids]
+    figures = {
+        "jobs": n,
+        "completed": statuses.count("completed"),
+        "failed_with_reason": sum(
+            1 for i in ids if last[i]["status"] == "failed" and last[i]["error"]["message"]
+        ),
+        "failed_codes": sorted({last[i]["error"]["code"] for i in ids if last[i]["error"]}),
+        "hung": sum(1 for s in statuses if s not in ("completed", "failed", "cancelled")),
+        "completed_before_kill": len(completed_before),
+        "completed_results_kept": kept,
+        "ran_twice_after_restart": sum(1 for v in runs.values() if v > 1),
+    }
+    write_figures("r1_service_comfyui_restarted", figures)
+    assert figures["hung"] == 0, figures
+    assert figures["completed"] + figures["failed_with_reason"] == n, figures
+    assert figures["completed_results_kept"] == len(completed_before), figures
+    assert figures["ran_twice_after_restart"] == 0, figures
+    assert set(figures["failed_codes"]) <= {"JOB_LOST"}, figures
