@@ -255,7 +255,8 @@ class BlobStore:
         now = now or utcnow()
         assets = []
         for asset in await self.store.expired_assets(now):
-            if await self.remove(asset.id, unless_output=False) == "deleted":
+            status, _ = await self.store.delete_asset(asset.id, unless_output=False)
+            if status == "deleted":
                 assets.append(asset.id)
         blobs = 0
         for digest in await self.store.orphan_blobs():

@@ -29,6 +29,7 @@ from typing import Any
 from fastapi.responses import JSONResponse
 
 from comfykit.server.errors import ServiceError, to_service_error
+from comfykit.server.store import IdempotencyKeyReused
 from comfykit.server.v2.models import ErrorBody, ErrorEnvelope
 
 __all__ = ["OPERATION_INVALID", "v2_error", "v2_error_response"]
@@ -101,6 +102,12 @@ def v2_error_response(exc: BaseException, request_id: str | None, operation: str
     """The v2 envelope answer of any exception raised by the v2 route ``operation``. A bug is
     a 500 ``upstream_error`` whose body says nothing more; it goes to the log with the request
     id."""
+    if isinstance(exc, IdempotencyKeyReused):
+        exc = v2_error(
+            422, "idempotency_key_reuse",
+            "this Idempotency-Key was already used (keys are single-use for 24 hours); look "
+            "for what the first request made instead of sending it again",
+        )  # fmt: skip
     error = to_service_error(exc)
     if error is None:
         log.error(
