@@ -14,7 +14,17 @@ import httpx
 import jsonschema_rs
 import schemathesis
 
-__all__ = ["SPEC", "SPEC_PATH", "check", "check_event", "parse_sse", "schema_of", "validate"]
+__all__ = [
+    "SPEC",
+    "SPEC_PATH",
+    "check",
+    "check_event",
+    "json_schema",
+    "operation",
+    "parse_sse",
+    "schema_of",
+    "validate",
+]
 
 SPEC_PATH = Path(__file__).parents[1] / "fixtures" / "comfy_api_v2" / "openapi.yaml"
 SPEC: dict[str, Any] = schemathesis.openapi.from_path(str(SPEC_PATH)).raw_schema
@@ -30,20 +40,20 @@ def _resolve(node: Any) -> Any:
     return node
 
 
-def _json_schema(node: Any) -> Any:
+def json_schema(node: Any) -> Any:
     """OpenAPI 3.0 schema -> JSON Schema (refs inlined; ``nullable`` as a null alternative)."""
     node = _resolve(node)
     if isinstance(node, list):
-        return [_json_schema(n) for n in node]
+        return [json_schema(n) for n in node]
     if not isinstance(node, dict):
         return node
     out = {
-        k: _json_schema(v)
+        k: json_schema(v)
         for k, v in node.items()
         if k not in ("nullable", "example", "examples", "description")
     }
     if isinstance(node.get("properties"), dict):
-        out["properties"] = {k: _json_schema(v) for k, v in node["properties"].items()}
+        out["properties"] = {k: json_schema(v) for k, v in node["properties"].items()}
     if node.get("nullable"):
         return {"anyOf": [out, {"type": "null"}]}
     return out
@@ -56,7 +66,7 @@ def validate(instance: Any, schema: Any) -> None:
 
 def schema_of(name: str) -> dict[str, Any]:
     """A component schema as JSON Schema."""
-    converted = _json_schema({"$ref": f"#/components/schemas/{name}"})
+    converted = json_schema({"$ref": f"#/components/schemas/{name}"})
     assert isinstance(converted, dict)
     return converted
 
@@ -89,7 +99,7 @@ def check(response: httpx.Response) -> httpx.Response:
     media = response.headers.get("content-type", "").split(";", 1)[0].strip()
     assert media in content, f"media type {media!r} not in {sorted(content)}: {where}"
     if media == "application/json":
-        schema = _json_schema(content[media]["schema"])
+        schema = json_schema(content[media]["schema"])
         validate(response.json(), schema)
         if response.status_code >= 400:
             body = response.json()["error"]

@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import io
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -593,7 +594,9 @@ async def test_cancel_queued_and_running_jobs(
 
 
 async def test_previews_stream_while_a_sampler_runs(client: httpx.AsyncClient) -> None:
-    job = check(await client.post("/api/v2/jobs", json={"workflow": graphs.txt2img(steps=3)}))
+    seed = uuid.uuid4().int % 10**9  # never ComfyUI's cache: the sampler must run
+    workflow = graphs.txt2img(seed=seed, steps=3)
+    job = check(await client.post("/api/v2/jobs", json={"workflow": workflow}))
     assert job.status_code == 201, job.text
     frames = parse_sse(check(await client.get(job.json()["urls"]["events"])).text)
     previews = [f["data"] for f in frames if f["event"] == "preview"]

@@ -92,13 +92,13 @@ def check_file_path(value: str | None) -> str | None:
 
 
 def check_tags(tags: Sequence[str]) -> list[str]:
-    """At most 32 tags of 1-100 characters."""
+    """At most 32 tags of at most 100 characters."""
     if len(tags) > _MAX_TAGS:
         raise v2_error(422, "invalid_request", f"at most {_MAX_TAGS} tags", {"field": "tags"})
     for tag in tags:
-        if not 0 < len(tag) <= 100:
+        if len(tag) > 100:
             raise v2_error(
-                422, "invalid_request", "a tag has 1 to 100 characters", {"field": "tags"}
+                422, "invalid_request", "a tag has at most 100 characters", {"field": "tags"}
             )
     return list(tags)
 

@@ -118,6 +118,9 @@ def v2_error_response(exc: BaseException, request_id: str | None, operation: str
         error = ServiceError(500, "internal error")
     if not error.code.islower():
         error = _translate(error, operation)
+    elif error.code == "invalid_request" and operation in OPERATION_INVALID:
+        status, code = OPERATION_INVALID[operation]
+        error = v2_error(status, code, f"no blob to mint from: {error.message}", error.details)
     body = ErrorEnvelope(
         error=ErrorBody(
             code=error.code,

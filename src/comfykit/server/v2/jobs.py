@@ -357,11 +357,11 @@ class V2Jobs:
         if row is None:
             return
         stream = _Stream(self, row, origin)
-        for frame in await stream.opening():
+        loop = asyncio.get_running_loop()
+        for frame in await stream.opening(loop.time()):
             yield frame
         if stream.over():
             return
-        loop = asyncio.get_running_loop()
 
         async def stored(since: int) -> list[JobEvent]:
             return [_event(job_id, ev) for ev in await self.store.events_after(job_id, since)]
@@ -436,8 +436,8 @@ class _Stream:
         )
         return frames
 
-    async def opening(self) -> list[bytes]:
-        """The snapshot sent on connect."""
+    async def opening(self, now: float) -> list[bytes]:
+        """The snapshot sent on connect (at ``now``)."""
         frames = await self._status()
         if self.ended:
             return frames
@@ -445,6 +445,8 @@ class _Stream:
         snapshot = await self.v2.progress(self.row, status)
         if snapshot is not None:
             frames.append(_frame("progress", snapshot))
+            self.progress_at = now
+        self.polled_at = self.sent_at = now
         preview = self.v2.hub.last_preview(self.row.id)
         if preview is not None:
             frames.append(_preview(preview))
