@@ -371,6 +371,13 @@ class V2Jobs:
                 yield frame
             if stream.over():
                 return
+        # the store had the job's end (follow stops there): the stream ends with it
+        for _ in range(50):
+            for frame in await stream.final():
+                yield frame
+            if stream.over():
+                return
+            await asyncio.sleep(0.1)
 
 
 def _event(job_id: str, row: JobEventRow) -> JobEvent:
@@ -451,6 +458,11 @@ class _Stream:
         if preview is not None:
             frames.append(_preview(preview))
         return frames
+
+    async def final(self) -> list[bytes]:
+        """The terminal frames once the store has the job's end (nothing before)."""
+        await self._reload()
+        return await self._status() if self.row.status in FINISHED else []
 
     async def _reload(self) -> None:
         fresh = await self.v2.store.get_job(self.row.id)
