@@ -137,6 +137,17 @@ POLICY = {
     ("GET", "/health"): "public",
     ("GET", "/ready"): "public",  # public_ready defaults to true
     ("GET", "/metrics"): "admin",  # public_metrics defaults to false
+    # Comfy API v2 (HEAD /api/v2/assets/by-hash/{digest} is covered in test_v2.py)
+    ("POST", "/api/v2/assets"): "user",
+    ("POST", "/api/v2/assets/from-hash"): "user",
+    ("GET", "/api/v2/assets/{asset_id}"): "user",
+    ("DELETE", "/api/v2/assets/{asset_id}"): "user",
+    ("GET", "/api/v2/assets/{asset_id}/content"): "user",
+    ("POST", "/api/v2/jobs"): "admin",  # an arbitrary workflow: the ad-hoc rule
+    ("GET", "/api/v2/jobs/{job_id}"): "user",
+    ("GET", "/api/v2/jobs/{job_id}/workflow"): "user",
+    ("GET", "/api/v2/jobs/{job_id}/events"): "user",
+    ("POST", "/api/v2/jobs/{job_id}/cancel"): "user",
 }
 
 CREDENTIALS = (
@@ -181,8 +192,10 @@ async def test_the_auth_matrix_covers_every_route(tmp_path: Path, comfyui_url: s
         for (method, path), policy in sorted(POLICY.items()):
             url = path.format(
                 batch_id="nope", job_id="nope", template_id="txt2img", key_id="nope", n=0,
-                upload_id="nope", delivery_id="nope",
+                upload_id="nope", delivery_id="nope", asset_id="nope",
             )  # fmt: skip
+            # the v2 routes answer in the Comfy API v2 envelope (lower-case codes)
+            v2 = path.startswith("/api/v2/")
             if method == "DELETE" and "workflows" in path:
                 url = "/api/v1/workflows/nope"
             for credential in CREDENTIALS:
@@ -194,11 +207,13 @@ async def test_the_auth_matrix_covers_every_route(tmp_path: Path, comfyui_url: s
                 where = f"{method} {path} as {credential}: {r.status_code} {r.text[:200]}"
                 if want == "auth":
                     assert r.status_code == 401, where
-                    assert r.json()["error"]["code"] == "UNAUTHORIZED", where
+                    code = r.json()["error"]["code"]
+                    assert code == ("unauthorized" if v2 else "UNAUTHORIZED"), where
                     assert r.headers["www-authenticate"].startswith("Bearer"), where
                 elif want == "role":
                     assert r.status_code == 403, where
-                    assert r.json()["error"]["code"] == "FORBIDDEN", where
+                    code = r.json()["error"]["code"]
+                    assert code == ("forbidden" if v2 else "FORBIDDEN"), where
                 else:
                     assert r.status_code not in (401, 403), where
                     assert r.status_code < 500, where

@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -244,7 +245,7 @@ async def test_r1_comfyui_killed_and_restarted_in_the_middle_of_50_jobs(
                 kept += image.status_code == 200 and image.content.startswith(b"\x89PNG")
     runs = await runs_on_comfyui(own_comfyui.url)  # history since the restart only
     statuses = [last[i]["status"] for i in ids]
-    figures = {
+    figures: dict[str, Any] = {
         "jobs": n,
         "completed": statuses.count("completed"),
         "failed_with_reason": sum(

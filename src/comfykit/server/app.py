@@ -25,11 +25,15 @@ from comfykit.server.routers import generate, health, jobs, keys, uploads, workf
 from comfykit.server.routers._common import BASE_KEY, REQUEST_ID_KEY
 from comfykit.server.settings import Settings
 from comfykit.server.state import ServiceState
+from comfykit.server.v2 import routes as v2_routes
+from comfykit.server.v2.errors import v2_error_response
 
 __all__ = ["RequestContextMiddleware", "create_app", "create_router", "lifespan", "state_of"]
 
 _REQUEST_ID = REQUEST_ID_KEY
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: Where a route's own path starts in its template (after a mount prefix).
+_API_PATH = re.compile(r"/api/v\d+/")
 
 
 def _request_id(value: str | None) -> str:
@@ -44,6 +48,12 @@ class _ServiceRoute(APIRoute):
     app with its own middleware."""
 
     service: ClassVar[ServiceState]
+    #: The response headers that carry the request id.
+    request_id_headers: ClassVar[tuple[str, ...]] = ("X-Request-ID",)
+
+    def answer_error(self, exc: BaseException, request_id: str) -> Response:
+        """The answer of a failed request (the service's error envelope)."""
+        return error_response(exc, request_id)
 
     def takes_upload(self) -> bool:
         """Whether the route's documented body is a multipart upload (its body limit is
@@ -71,8 +81,8 @@ class _ServiceRoute(APIRoute):
         template = self.path_format
         # The route's path inside the service (FastAPI may or may not prefix it when the
         # router is included); what the request path has before it is the mount prefix.
-        start = template.find("/api/v1/")
-        relative = template[start:] if start >= 0 else template[template.rfind("/") :]
+        found = _API_PATH.search(template)
+        relative = template[found.start() :] if found else template[template.rfind("/") :]
 
         async def handler(request: Request) -> Response:
             outer = request.scope.get(_REQUEST_ID)
@@ -96,8 +106,9 @@ class _ServiceRoute(APIRoute):
                 )  # fmt: skip
                 response = await original(limited)
             except Exception as exc:
-                response = error_response(exc, rid)
-            response.headers["X-Request-ID"] = rid
+                response = self.answer_error(exc, rid)
+            for name in self.request_id_headers:
+                response.headers[name] = rid
             if outer is None:
                 state.observe(
                     request.method, str(request.scope.get(BASE_KEY, "")) + relative,
@@ -107,6 +118,17 @@ class _ServiceRoute(APIRoute):
             return response
 
         return handler
+
+
+class _V2Route(_ServiceRoute):
+    """The Comfy API v2 routes: the v2 error envelope, the request id also in
+    ``X-Comfy-Request-Id`` (where Comfy's clients read it)."""
+
+    request_id_headers = ("X-Request-ID", "X-Comfy-Request-Id")
+
+    def answer_error(self, exc: BaseException, request_id: str) -> Response:
+        """The answer of a failed request (the Comfy API v2 envelope)."""
+        return v2_error_response(exc, request_id, self.name)
 
 
 def create_router(
@@ -125,6 +147,7 @@ def create_router(
     install_redaction()
     state = ServiceState(settings or Settings(), client=client)
     route_class = type("ServiceRoute", (_ServiceRoute,), {"service": state})
+    v2_class = type("ServiceV2Route", (_V2Route,), {"service": state})
 
     @asynccontextmanager
     async def router_lifespan(_app: Any) -> AsyncIterator[None]:
@@ -142,6 +165,7 @@ def create_router(
     ):
         # the routes themselves, not the sub-router: one flat table is matched per request
         router.routes.extend(build(state, route_class).routes)
+    router.routes.extend(v2_routes.build(state, v2_class).routes)
     router.comfykit_state = state  # type: ignore[attr-defined]
     return router
 
@@ -237,7 +261,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def on_error(request: Request, exc: Exception) -> Response:
         rid = request.scope.get(_REQUEST_ID)
-        return error_response(exc, rid if isinstance(rid, str) else None)
+        rid = rid if isinstance(rid, str) else None
+        if "/api/v2/" in request.url.path:
+            return v2_error_response(exc, rid, "")
+        return error_response(exc, rid)
 
     app.add_exception_handler(StarletteHTTPException, on_error)
     app.add_exception_handler(RequestValidationError, on_error)
@@ -250,6 +277,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=list(settings.cors_headers),
             expose_headers=[
                 "X-Request-ID",
+                "X-Comfy-Request-Id",
                 "Location",
                 "Preference-Applied",
                 "ETag",

@@ -2,18 +2,18 @@
 
 Events are written to the store first (their row id is the SSE ``id``), then published here;
 a subscriber replays what the store holds after its ``Last-Event-ID`` and then follows the live
-ones, skipping any it has already sent.
+ones, skipping any it has already sent (:func:`follow`, shared by the v1 and v2 streams).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TERMINAL_EVENTS", "EventHub", "JobEvent", "sse_frame"]
+__all__ = ["TERMINAL_EVENTS", "EventHub", "JobEvent", "follow", "sse_frame"]
 
 #: Events after which a job's stream ends.
 TERMINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
@@ -48,6 +48,11 @@ class EventHub:
         self._max_backlog = max_backlog
         #: Told the job id of every stored event published here (the replicas' bridge).
         self.relay: Callable[[str], None] | None = None
+        self._previews: dict[str, JobEvent] = {}
+
+    def last_preview(self, job_id: str) -> JobEvent | None:
+        """The newest preview published for a running job (previews are not stored)."""
+        return self._previews.get(job_id)
 
     def subscribe(self, job_id: str) -> asyncio.Queue[JobEvent | None]:
         """A queue receiving the job's events from now on (``None``: resync from the store)."""
@@ -64,10 +69,15 @@ class EventHub:
                 del self._subscribers[job_id]
 
     def publish(self, event: JobEvent) -> None:
-        """Deliver ``event`` to the job's subscribers (and, when it is stored, tell the other
-        replicas that the job has news)."""
+        """Deliver ``event`` to the job's subscribers (the newest preview of a job is kept
+        until it ends; when the event is stored, the other replicas are told the job has
+        news)."""
         if event.id is not None and self.relay is not None:
             self.relay(event.job_id)
+        if event.event == "preview":
+            self._previews[event.job_id] = event
+        elif event.event in TERMINAL_EVENTS:
+            self._previews.pop(event.job_id, None)
         for queue in list(self._subscribers.get(event.job_id, ())):
             try:
                 queue.put_nowait(event)
@@ -106,12 +116,58 @@ class EventHub:
                 return True
 
 
-async def iterate(
-    queue: asyncio.Queue[JobEvent | None], heartbeat: float
+#: What :func:`follow` waits on between items (a tick of silence).
+_TICK = object()
+
+
+async def follow(
+    hub: EventHub,
+    job_id: str,
+    load_after: Callable[[int], Awaitable[Sequence[JobEvent]]],
+    *,
+    after: int = 0,
+    tick: float = 15.0,
+    resync: float = 15.0,
 ) -> AsyncIterator[JobEvent | None]:
-    """Items of a subscription; ``None`` also on every ``heartbeat`` seconds of silence."""
-    while True:
-        try:
-            yield await asyncio.wait_for(queue.get(), heartbeat)
-        except asyncio.TimeoutError:
-            yield None
+    """A job's events in order, each once, ending after a terminal one: those the store holds
+    after the id ``after`` (``load_after(id)`` reads them), then the live ones (previews, which
+    are not stored, included). Yields ``None`` after every ``tick`` seconds without an event.
+    The store is read again when the hub says the subscriber fell behind, and every ``resync``
+    seconds (events another process wrote are not published here)."""
+    queue = hub.subscribe(job_id)
+    sent = after
+    try:
+        for ev in await load_after(sent):
+            yield ev
+            sent = ev.id or sent
+            if ev.event in TERMINAL_EVENTS:
+                return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + resync
+        while True:
+            wait = max(0.0, min(tick, due - loop.time()))
+            item: object
+            try:
+                item = await asyncio.wait_for(queue.get(), wait)
+            except asyncio.TimeoutError:
+                item = _TICK
+            if item is None or loop.time() >= due:
+                due = loop.time() + resync
+                for ev in await load_after(sent):
+                    yield ev
+                    sent = ev.id or sent
+                    if ev.event in TERMINAL_EVENTS:
+                        return
+            if not isinstance(item, JobEvent):
+                if item is _TICK:
+                    yield None
+                continue
+            if item.id is not None:
+                if item.id <= sent:
+                    continue
+                sent = item.id
+            yield item
+            if item.event in TERMINAL_EVENTS:
+                return
+    finally:
+        hub.unsubscribe(job_id, queue)

@@ -18,6 +18,7 @@ from comfykit.server.bridge import make_bridge
 from comfykit.server.events import EventHub
 from comfykit.server.limits import RateLimiter
 from comfykit.server.metrics import Metrics
+from comfykit.server.services.blobs import BlobStore
 from comfykit.server.services.dispatcher import Dispatcher
 from comfykit.server.services.files import Files
 from comfykit.server.services.jobs import JobService
@@ -25,6 +26,8 @@ from comfykit.server.services.keys import KeyService
 from comfykit.server.services.templates import TemplateService
 from comfykit.server.settings import Settings
 from comfykit.server.store import Store
+from comfykit.server.v2.assets import AssetService
+from comfykit.server.v2.jobs import V2Jobs
 from comfykit.server.webhooks import WebhookWorker
 
 __all__ = ["ServiceState"]
@@ -48,14 +51,18 @@ class ServiceState:
             settings.storage_path, self.store, max_image_pixels=settings.max_image_pixels
         )
         self.webhooks = WebhookWorker(settings, self.store, self.metrics)
+        self.blobs = BlobStore(settings, self.files, self.store)
         self.dispatcher = Dispatcher(
             settings, self.store, self.hub, self.files, self.metrics, client=client,
-            webhooks=self.webhooks,
+            webhooks=self.webhooks, blobs=self.blobs,
         )  # fmt: skip
         self.dispatcher.remote_cancel = self.bridge.cancel
         self.jobs = JobService(
             settings, self.store, self.hub, self.dispatcher, self.files, webhooks=self.webhooks
         )
+        #: Comfy API v2 (``/api/v2``): assets over the blobs, and the v2 face of the jobs.
+        self.assets = AssetService(settings, self.store, self.blobs)
+        self.v2 = V2Jobs(settings, self.store, self.hub, self.jobs, self.assets, self.blobs)
         self.templates = TemplateService(settings, self.store, self.dispatcher, self.jobs)
         self.limiter = RateLimiter(settings)
         self.auth = Authenticator(settings, self.store, self.limiter)
@@ -75,11 +82,11 @@ class ServiceState:
                 return
             await self.store.open()
             self.files.prepare()
+            self.blobs.prepare()
             await self.bridge.start(self.hub.poke, self.dispatcher.cancel_soon)
             await self.dispatcher.start()
             await self.webhooks.start()
-            if self.settings.retention_days is not None:
-                self._cleanup = asyncio.get_running_loop().create_task(self._cleanup_loop())
+            self._cleanup = asyncio.get_running_loop().create_task(self._cleanup_loop())
 
     async def close(self) -> None:
         """Stop the dispatcher and the webhook worker and close the store (once the last
@@ -109,11 +116,15 @@ class ServiceState:
             await self.close()
 
     async def run_cleanup(self) -> dict[str, Any]:
-        """Apply the retention now; what was deleted."""
+        """Apply the retention now (and remove expired assets, the blobs no asset uses and
+        expired idempotency keys: ``assets``); what was deleted."""
         days = self.settings.retention_days
         if days is None:
-            return {"deleted_files": [], "freed_bytes": 0, "jobs": [], "uploads": []}
-        report = (await self.files.cleanup_old_files(days)).as_dict()
+            report: dict[str, Any] = {"deleted_files": [], "freed_bytes": 0, "jobs": [],
+                                      "uploads": []}  # fmt: skip
+        else:
+            report = (await self.files.cleanup_old_files(days)).as_dict()
+        report["assets"] = await self.blobs.cleanup()
         self.last_cleanup = report
         if report["deleted_files"]:
             log.info("retention cleanup: %s", json.dumps(report))

@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
 
 from comfykit.server.auth import Policy, Principal
-from comfykit.server.events import TERMINAL_EVENTS, JobEvent, iterate, sse_frame
+from comfykit.server.events import JobEvent, follow, sse_frame
 from comfykit.server.routers._common import (
     PreferHeader,
     base_path,
@@ -164,34 +164,16 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         except ValueError:
             after = 0
 
+        async def stored(after: int) -> list[JobEvent]:
+            return [
+                JobEvent(job_id, ev.event, ev.data, ev.id)
+                for ev in await store.events_after(job_id, after)
+            ]
+
         async def stream() -> AsyncIterator[bytes]:
-            queue = hub.subscribe(job_id)
-            sent = after
-            try:
-                yield b"retry: 2000\n\n"
-                for ev in await store.events_after(job_id, sent):
-                    yield sse_frame(JobEvent(job_id, ev.event, ev.data, ev.id))
-                    sent = ev.id
-                    if ev.event in TERMINAL_EVENTS:
-                        return
-                async for item in iterate(queue, _HEARTBEAT):
-                    if item is None:
-                        for ev in await store.events_after(job_id, sent):
-                            yield sse_frame(JobEvent(job_id, ev.event, ev.data, ev.id))
-                            sent = ev.id
-                            if ev.event in TERMINAL_EVENTS:
-                                return
-                        yield b": keepalive\n\n"
-                        continue
-                    if item.id is not None:
-                        if item.id <= sent:
-                            continue
-                        sent = item.id
-                    yield sse_frame(item)
-                    if item.event in TERMINAL_EVENTS:
-                        return
-            finally:
-                hub.unsubscribe(job_id, queue)
+            yield b"retry: 2000\n\n"
+            async for item in follow(hub, job_id, stored, after=after, tick=_HEARTBEAT):
+                yield b": keepalive\n\n" if item is None else sse_frame(item)
 
         return StreamingResponse(
             stream(),

@@ -47,12 +47,13 @@ from comfykit.server.events import EventHub, JobEvent
 from comfykit.server.paths import UnsafePathError, safe_relative_path, scrub_paths
 from comfykit.server.redact import redact
 from comfykit.server.services.files import StorageError
-from comfykit.server.store import FINISHED, JobRow, Store, utcnow
+from comfykit.server.store import FINISHED, JobRow, Store, ref_asset_id, utcnow
 from comfykit.server.webhooks import deliveries_for
 
 if TYPE_CHECKING:
     from comfykit import AsyncJob
     from comfykit.server.metrics import Metrics
+    from comfykit.server.services.blobs import BlobStore
     from comfykit.server.services.files import Files
     from comfykit.server.settings import Settings
     from comfykit.server.webhooks import WebhookWorker
@@ -67,6 +68,8 @@ _STARTED = (ExecutionStart, Executing, Progress, ExecutionCached)
 OUTPUT_FOLDER = "comfykit-server"
 #: Save nodes whose first file name is known in advance (``<prefix>_00001_.png``).
 _PNG_SAVERS = frozenset({"SaveImage"})
+#: The most per-prompt ``extra_data`` entries held in memory at once.
+_MAX_EXTRA = 10_000
 
 
 def output_prefix(job_id: str, node_id: str) -> str:
@@ -92,6 +95,33 @@ class _Requeued(Exception):
     """The job went back to the service's queue (or is no longer this replica's)."""
 
 
+@dataclass
+class _Nodes:
+    """How far a job's graph has run (from ComfyUI's ``executing`` and ``execution_cached``
+    events): the node counts its ``node`` and ``progress`` events carry."""
+
+    workflow: dict[str, Any]
+    done: set[str] = field(default_factory=set)
+    current: str | None = None
+
+    def cached(self, nodes: list[str]) -> None:
+        self.done.update(nodes)
+
+    def executing(self, node: str | None) -> None:
+        if self.current is not None:
+            self.done.add(self.current)
+        self.current = node
+
+    def fields(self) -> dict[str, Any]:
+        total = len(self.workflow)
+        node = self.workflow.get(self.current or "")
+        return {
+            "nodes_done": min(len(self.done), total),
+            "nodes_total": total,
+            "class_type": node.get("class_type") if isinstance(node, dict) else None,
+        }
+
+
 class Dispatcher:
     """Feeds queued jobs to the ComfyUI servers and records what happens to them."""
 
@@ -105,9 +135,15 @@ class Dispatcher:
         *,
         client: AsyncComfyClient | None = None,
         webhooks: WebhookWorker | None = None,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.settings = settings
         self.webhooks = webhooks
+        #: Where asset inputs are read and finished jobs' outputs recorded as assets.
+        self.blobs = blobs
+        #: Per-prompt ``extra_data`` (credentials of partner nodes): held in memory only,
+        #: sent with the job's prompt, never written to the store.
+        self._extra: dict[str, dict[str, Any]] = {}
         self.store = store
         self.hub = hub
         self.files = files
@@ -174,6 +210,17 @@ class Dispatcher:
         """Tell the feeders there may be work (a new job, a free slot)."""
         for event in self._wakes.values():
             event.set()
+
+    def hold_extra_data(self, job_id: str, extra_data: dict[str, Any]) -> None:
+        """Send ``extra_data`` with the job's prompt when this process submits it (kept in
+        memory only: a job submitted after a restart, or by another replica, goes without)."""
+        while len(self._extra) >= _MAX_EXTRA:
+            self._extra.pop(next(iter(self._extra)))
+        self._extra[job_id] = dict(extra_data)
+
+    def drop_extra_data(self, job_id: str) -> None:
+        """Forget a job's ``extra_data``."""
+        self._extra.pop(job_id, None)
 
     # -- what the services ask of ComfyUI -------------------------------------------------
     @property
@@ -277,12 +324,23 @@ class Dispatcher:
             self._spawn(self.cancel(job_id))
 
     async def cancel(self, job_id: str, timeout: float = 10.0) -> None:
-        """Cancel a dispatched job on its ComfyUI and wait (bounded) until it is recorded;
-        a job another replica runs is asked of it."""
+        """Cancel a dispatched job on its ComfyUI and wait (bounded) until it is recorded.
+
+        ComfyUI (0.3.75) has no cancel-by-id route: the prompt is removed from its queue by id,
+        and ``/interrupt`` is sent with the prompt id, which ComfyUI honours only while that
+        prompt is the running one (a global flag it resets when the next prompt starts). A job
+        this process does not follow (another replica's) is stopped the same way on its
+        server; its follower records it as cancelled (``cancel_requested`` is in the store)."""
         active = self._active.get(job_id)
         if active is None:
-            if self.remote_cancel is not None:
+            if self.remote_cancel is not None:  # and the follower hears of it at once
                 self.remote_cancel(job_id)
+            row = await self.store.get_job(job_id)
+            client = self.clients.get(row.server_url or "") if row is not None else None
+            if row is not None and client is not None and row.status not in FINISHED:
+                with contextlib.suppress(ComfyError):
+                    await client.delete_from_queue([row.prompt_id])
+                    await client.interrupt(row.prompt_id)
             return
         active.cancel = True
         if active.handle is not None:
@@ -339,6 +397,7 @@ class Dispatcher:
             )  # fmt: skip
         finally:
             self._active.pop(row.id, None)
+            self.drop_extra_data(row.id)
             active.done.set()
             self.wake()
 
@@ -411,7 +470,7 @@ class Dispatcher:
                 active.unconfirmed = True
             # bounded, so that a replica taking the job over knows how long to wait for it
             handle = await asyncio.wait_for(
-                client.submit(prompt, prompt_id=row.prompt_id),
+                client.submit(prompt, prompt_id=row.prompt_id, extra_data=self._extra.get(row.id)),
                 self.settings.comfyui_timeout_seconds,
             )
             if active is not None:
@@ -445,12 +504,20 @@ class Dispatcher:
                 inputs["filename_prefix"] = output_prefix(row.id, str(node_id))
         for node_id, inputs in (row.uploads or {}).items():
             for input_name, upload_id in inputs.items():
-                upload = await self.store.get_upload(upload_id)
-                if upload is None:
-                    raise WorkflowError(f"upload {upload_id} no longer exists")
-                path = self.files.upload_path(upload)
-                safe_relative_path(path.name, OUTPUT_FOLDER)
-                uploaded = await client.upload_image(path, subfolder=OUTPUT_FOLDER, overwrite=True)
+                asset_id = ref_asset_id(upload_id)
+                if asset_id is not None and self.blobs is not None:
+                    # a Comfy API v2 asset: its blob, under its hash
+                    path, name = await self.blobs.input_file(asset_id)
+                else:
+                    upload = await self.store.get_upload(upload_id)
+                    if upload is None:
+                        raise WorkflowError(f"upload {upload_id} no longer exists")
+                    path = self.files.upload_path(upload)
+                    name = path.name
+                safe_relative_path(name, OUTPUT_FOLDER)
+                uploaded = await client.upload_image(
+                    path, filename=name, subfolder=OUTPUT_FOLDER, overwrite=True
+                )
                 safe_relative_path(uploaded.name, uploaded.subfolder or "")
                 prompt[node_id]["inputs"][input_name] = uploaded.ref
         return prompt
@@ -524,6 +591,7 @@ class Dispatcher:
 
     async def _follow(self, row: JobRow, handle: AsyncJob, active: _Active) -> None:
         started = row.started_at is not None
+        nodes = _Nodes(row.workflow or {})
         async for event in handle.events():
             if not started and isinstance(event, _STARTED):
                 started = True
@@ -539,12 +607,24 @@ class Dispatcher:
                             row.id, "started", {"job_id": row.id, "status": "processing"}, event_id
                         )
                     )
+            if isinstance(event, ExecutionCached):
+                nodes.cached(event.nodes)
+            elif isinstance(event, Executing):
+                nodes.executing(event.node)
+                if event.node is not None:
+                    data = {"job_id": row.id, "node": event.node, **nodes.fields()}
+                    event_id = await self.store.add_event_while_active(
+                        row.id, "node", data, utcnow()
+                    )
+                    if event_id is not None:
+                        self.hub.publish(JobEvent(row.id, "node", data, event_id))
             if isinstance(event, Progress):
                 data = {
                     "job_id": row.id,
                     "node": event.node,
                     "value": event.value,
                     "max": event.max,
+                    **nodes.fields(),
                 }
                 fraction = event.value / event.max if event.max else None
                 updated, event_id = await self.store.update_job(
@@ -558,6 +638,7 @@ class Dispatcher:
             elif isinstance(event, PreviewImage):
                 data = {
                     "job_id": row.id,
+                    "node": event.node_id or nodes.current,
                     "mime_type": event.mime_type,
                     "image": base64.b64encode(event.image).decode(),
                 }
@@ -565,7 +646,8 @@ class Dispatcher:
         try:
             result = await handle.result()
         except JobInterrupted as exc:
-            if active.cancel:
+            current = None if active.cancel else await self.store.get_job(row.id)
+            if active.cancel or (current is not None and current.cancel_requested):
                 await self._finish(row, "cancelled", None)
             else:
                 await self._fail(row, "INTERRUPTED", scrub_paths(str(exc)))
@@ -586,6 +668,7 @@ class Dispatcher:
         files = [f for f in result.files if f.type == "output"] or list(result.files)
         try:
             outputs = await self.files.copy_outputs(row.id, files)
+            await self._commit_assets(row, outputs)
         except UnsafePathError as exc:
             log.warning("job %s: refused an output of ComfyUI: %s", row.id, exc)
             await self._fail(
@@ -621,6 +704,16 @@ class Dispatcher:
             timings["execution_ms"] = round(handle.execution_ms, 1)
         meta["timings"] = timings
         await self._finish(row, "completed", None, outputs=outputs, meta=meta)
+
+    async def _commit_assets(self, row: JobRow, outputs: list[dict[str, Any]]) -> None:
+        """Record the stored outputs as assets (Comfy API v2) before the job ends. A failure
+        is logged, not the job's: they are recorded again when the job is read."""
+        if self.blobs is None:
+            return
+        try:
+            await self.blobs.commit_outputs(row, outputs)
+        except Exception:
+            log.exception("job %s: recording its outputs as assets failed", row.id)
 
     async def _fail(self, row: JobRow, code: str, message: str, details: Any = None) -> None:
         error = {"code": code, "message": message, "details": details}

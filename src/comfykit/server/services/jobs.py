@@ -11,7 +11,7 @@ import base64
 import binascii
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from comfykit import WorkflowError, recipes
@@ -164,10 +164,18 @@ class JobService:
             webhook_url=webhook_url,
         )
 
-    async def enqueue(self, rows: Sequence[JobRow], who: Principal | None = None) -> None:
+    async def enqueue(
+        self,
+        rows: Sequence[JobRow],
+        who: Principal | None = None,
+        *,
+        guard: Callable[[Any], Awaitable[None]] | None = None,
+    ) -> None:
         """Write jobs (and their ``queued`` events) and wake the dispatcher; within ``who``'s
         daily image quota and queue cap (429 ``QUOTA_EXCEEDED`` / ``TOO_MANY_JOBS``), checked
-        in the transaction that writes them."""
+        in the transaction that writes them. ``guard(session)`` runs first in that transaction
+        too (the Comfy API v2 routes claim an idempotency key and lock asset inputs there);
+        it raises to write nothing."""
         events = [
             JobEventRow(
                 job_id=r.id, event="queued", data={"job_id": r.id, "status": "queued"},
@@ -175,8 +183,14 @@ class JobService:
             )
             for r in rows
         ]  # fmt: skip
-        guard = self._limits_guard(who, rows) if who is not None else None
-        await self.store.add_jobs(rows, events, guard=guard)
+        limits = self._limits_guard(who, rows) if who is not None else None
+        checks = [g for g in (guard, limits) if g is not None]
+
+        async def all_checks(session: Any) -> None:
+            for check in checks:
+                await check(session)
+
+        await self.store.add_jobs(rows, events, guard=all_checks if checks else None)
         for r, ev in zip(rows, events, strict=True):
             self.hub.publish(JobEvent(r.id, "queued", dict(ev.data), ev.id))
         self.dispatcher.wake()
@@ -390,8 +404,11 @@ class JobService:
             check_json_value(data, max_depth=limits.max_json_depth, where=(where,))
         return await self.api_workflow_from(data)
 
-    async def api_workflow_from(self, data: Any) -> dict[str, Any]:
-        """An API-format or UI-format workflow as a checked API-format graph."""
+    async def api_workflow_from(
+        self, data: Any, *, skip: Collection[tuple[str, str]] = ()
+    ) -> dict[str, Any]:
+        """An API-format or UI-format workflow as a checked API-format graph; the inputs in
+        ``skip`` (node id, input name) are filled in at dispatch and not checked."""
         catalog = await self.dispatcher.catalog()
         if is_api_prompt(data):
             api = {str(k): v for k, v in dict(data).items()}
@@ -406,7 +423,7 @@ class JobService:
             if isinstance(inputs, dict) and "filename_prefix" in inputs:
                 # the service names the files of save nodes after their node id
                 check_segment(node_id, what="node id")
-        problems = catalog.problems(api)
+        problems = [p for p in catalog.problems(api) if (p.node_id, p.input_name) not in skip]
         if problems:
             raise WorkflowError(problems)
         return api

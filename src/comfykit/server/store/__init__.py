@@ -3,8 +3,11 @@ Alembic at start-up. The store is the truth: every state change is written here 
 
 from comfykit.server.store.models import (
     ApiKeyRow,
+    AssetRow,
     BatchRow,
+    BlobRow,
     DeliveryRow,
+    IdempotencyKeyRow,
     JobEventRow,
     JobRow,
     TemplateRow,
@@ -12,17 +15,32 @@ from comfykit.server.store.models import (
     utcnow,
 )
 from comfykit.server.store.repository import FINISHED, Store, migrate
+from comfykit.server.store.v2 import (
+    IdempotencyKeyReused,
+    KeyClaim,
+    Mint,
+    asset_ref,
+    ref_asset_id,
+)
 
 __all__ = [
     "FINISHED",
     "ApiKeyRow",
+    "AssetRow",
     "BatchRow",
+    "BlobRow",
     "DeliveryRow",
+    "IdempotencyKeyReused",
+    "IdempotencyKeyRow",
     "JobEventRow",
     "JobRow",
+    "KeyClaim",
+    "Mint",
     "Store",
     "TemplateRow",
     "UploadRow",
+    "asset_ref",
     "migrate",
+    "ref_asset_id",
     "utcnow",
 ]

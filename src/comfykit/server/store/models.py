@@ -6,15 +6,29 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "ApiKeyRow",
+    "AssetRow",
     "Base",
     "BatchRow",
+    "BlobRow",
     "DeliveryRow",
+    "IdempotencyKeyRow",
     "JobEventRow",
     "JobRow",
     "TemplateRow",
@@ -194,3 +208,53 @@ class DeliveryRow(Base):
     attempt_base: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (Index("ix_deliveries_status_due", "status", "next_attempt_at"),)
+
+
+class BlobRow(Base):
+    """Bytes the service holds once, whatever the number of assets over them: named by their
+    BLAKE3 hash (hex), kept in the storage dir at ``stored_name``."""
+
+    __tablename__ = "blobs"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    content_type: Mapped[str] = mapped_column(String(100))
+    stored_name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AssetRow(Base):
+    """A user's record over a blob (Comfy API v2 assets): an upload, or an output of the job
+    ``job_id`` (its ``output_index``). Deleting one never deletes bytes another still uses."""
+
+    __tablename__ = "assets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    blob_hash: Mapped[str] = mapped_column(String(64), ForeignKey("blobs.hash"), index=True)
+    owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    file_path: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    content_type: Mapped[str] = mapped_column(String(100))
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    job_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    node_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    output_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: When retention removes it (``None``: never).
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+
+    __table_args__ = (Index("ix_assets_owner_blob", "owner", "blob_hash"),)
+
+
+class IdempotencyKeyRow(Base):
+    """A claimed ``Idempotency-Key`` of one caller for one operation (``scope``): written in the
+    transaction that creates what the request made (``resource_id``), so a key is claimed
+    exactly when that exists; reusable once ``expires_at`` has passed."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(36))
+    claimed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)

@@ -34,6 +34,7 @@ from comfykit.server.store.models import (
     utcnow,
 )
 from comfykit.server.store.users import UserQueries
+from comfykit.server.store.v2 import V2Queries
 
 __all__ = ["ACTIVE", "FINISHED", "Store", "migrate"]
 
@@ -133,7 +134,7 @@ class _LoopThreadSession:
         self._session.close()
 
 
-class Store(UserQueries, LeaseQueries):
+class Store(UserQueries, LeaseQueries, V2Queries):
     """Access to the job store. ``await open()`` before use, ``await close()`` after."""
 
     def __init__(self, url: str) -> None:
