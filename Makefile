@@ -53,7 +53,7 @@ $(STAMP_MIN): pyproject.toml
 	@test -n "$(PY_MIN_BIN)" || { echo "Python $(PY_MIN) not found: set PY_MIN_BIN" >&2; exit 1; }
 	$(PY_MIN_BIN) -m venv $(VENV_MIN)
 	$(VENV_MIN)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
-	$(VENV_MIN)/bin/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+	$(VENV_MIN)/bin/python -m pip install --disable-pip-version-check -q -e '.[dev,server]'
 	touch $(STAMP_MIN)
 
 unit-min: $(STAMP_MIN)
