@@ -12,7 +12,7 @@ STAMP_MIN  := $(VENV_MIN)/.installed-stamp
 
 .PHONY: install comfyui demo serve test lint typecheck docs unit unit-min integration bench unasync clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q --upgrade pip
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev,docs,server]'
@@ -49,7 +49,7 @@ unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
 ## The unit tests on the lowest supported Python (fails, never skips, when it is not found).
-$(STAMP_MIN): pyproject.toml
+$(STAMP_MIN): pyproject.toml Makefile
 	@test -n "$(PY_MIN_BIN)" || { echo "Python $(PY_MIN) not found: set PY_MIN_BIN" >&2; exit 1; }
 	$(PY_MIN_BIN) -m venv $(VENV_MIN)
 	$(VENV_MIN)/bin/python -m pip install --disable-pip-version-check -q --upgrade pip
