@@ -67,6 +67,7 @@ RULES: tuple[Rule, ...] = (
     Rule(r"\bAsyncGenerateMixin\b", "GenerateMixin"),
     Rule(r"\bAsyncClientCore\b", "ClientCore"),
     Rule(r"\bAsyncJobContext\b", "JobContext"),
+    Rule(r"\bAsyncJobHandle\b", "JobHandle"),
     Rule(r"\bAsyncRetrying\b", "Retrying"),
     Rule(r"\bhttpx\.AsyncClient\b", "httpx.Client"),
     Rule(r"\bhttpx\.AsyncBaseTransport\b", "httpx.BaseTransport"),
