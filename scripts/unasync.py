@@ -68,6 +68,8 @@ RULES: tuple[Rule, ...] = (
     Rule(r"\bAsyncClientCore\b", "ClientCore"),
     Rule(r"\bAsyncJobContext\b", "JobContext"),
     Rule(r"\bAsyncJobHandle\b", "JobHandle"),
+    Rule(r"\bAsyncComfyPool\b", "ComfyPool"),
+    Rule(r"\bAsyncPoolJob\b", "PoolJob"),
     Rule(r"\bAsyncRetrying\b", "Retrying"),
     Rule(r"\bhttpx\.AsyncClient\b", "httpx.Client"),
     Rule(r"\bhttpx\.AsyncBaseTransport\b", "httpx.BaseTransport"),
