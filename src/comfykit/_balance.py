@@ -60,8 +60,9 @@ class ServerStatus:
         url: the server's base URL.
         state: :class:`ServerState` (``up`` or ``down``).
         in_flight: the pool's jobs on it that have not finished.
-        queue: prompts running or pending there at the last probe (``None`` before the first),
-            the pool's own and anybody else's.
+        queue: prompts running or pending there, the pool's own and anybody else's: live
+            from the server's ``status`` frames while its WebSocket is open, else from the last
+            probe (``None`` before the first).
         last_error: what made it fail last (``None`` if it never did).
         since: when it entered its state (``time.time()``).
     """

@@ -86,7 +86,7 @@ class _Member:
         self.active: dict[str, JobTracker] = {}
         #: Prompt ids on their way here (``POST /prompt`` not answered yet).
         self.placing: set[str] = set()
-        #: Prompts of others (not the pool's) running or pending at the last probe.
+        #: Prompts of others (not the pool's) running or pending at the last probe, and all.
         self.foreign = 0
         self.queue: int | None = None
         #: Jobs sent to another server while this one was away: dequeued here when it is back.
@@ -94,19 +94,30 @@ class _Member:
         self.watcher: backend.Background | None = None
         self.probed = backend.Signal()
 
+    def live_queue(self) -> int | None:
+        """Prompts running or pending on the server, anybody's, as of the last ``status``
+        frame its socket received (the server sends one on every queue change); ``None``
+        while the socket is not open."""
+        stream = self.client._shared.stream
+        return stream.router.queue_remaining if stream.connected else None
+
     def load(self) -> int:
-        """Jobs queued and running here: the pool's own (those finished are dropped now), those
-        on their way, and anybody else's from the last probe."""
+        """Jobs queued and running here: the pool's own (those finished are dropped now) and
+        those on their way, plus anybody else's (from the live queue length when the socket is
+        open, else from the last probe)."""
         for pid in [pid for pid, tracker in self.active.items() if tracker.done]:
             del self.active[pid]
-        return len(self.active) + len(self.placing) + self.foreign
+        own = len(self.active) + len(self.placing)
+        live = self.live_queue()
+        return own + (self.foreign if live is None else max(0, live - own))
 
     def status(self) -> ServerStatus:
+        live = self.live_queue()
         return ServerStatus(
             url=self.url,
             state=self.state,
             in_flight=len([t for t in self.active.values() if not t.done]) + len(self.placing),
-            queue=self.queue,
+            queue=self.queue if live is None else live,
             last_error=self.last_error,
             since=self.since,
         )
@@ -142,8 +153,9 @@ class AsyncComfyPool(AsyncGenerateMixin):
 
     Routing: a job goes only to servers whose node catalog has every class it uses and lists
     the model files it names; among those, to the one with the fewest jobs queued and running
-    (the pool's own count, corrected by the server's ``/queue`` at the last probe); ties go
-    round robin. Files uploaded through the pool follow the job to the server that runs it.
+    (the pool's own count, corrected by the server's queue length: live from its WebSocket's
+    ``status`` frames, else from the last ``/queue`` probe); ties go round robin. Files
+    uploaded through the pool follow the job to the server that runs it.
 
     Health: every server is probed (``GET /queue``) every ``probe_interval`` seconds; one that
     fails (connection errors, 5xx, a WebSocket that will not reopen) is marked down and gets no
