@@ -264,6 +264,57 @@ async def test_a_killed_server_is_taken_out_and_readmitted_once_it_answers(
             await job.result(timeout=120)
 
 
+async def test_a_job_that_ran_unseen_before_a_restart_is_not_run_again(
+    doomed: list[ComfyUIServer],
+) -> None:
+    """The pool loses sight of its server (the proxy stalls) while a job finishes there; the
+    server is then killed and restarted with an empty history. The finished job's output file
+    says it ran: it ends with JobLost naming the file, and is not run again. A job that was
+    still queued there has no such file: it is resubmitted and completes."""
+    server = doomed[0]
+    with TcpProxy(server.url) as proxy:
+        async with AsyncComfyPool(
+            [proxy.url], probe_interval=0.3, probe_timeout=1, failover_after=None
+        ) as pool:
+            ran_prefix, queued_prefix = graphs.unique("unseen"), graphs.unique("queued")
+            ran = await pool.submit(graphs.sleep_save(1.5, ran_prefix))
+            queued = await pool.submit(graphs.sleep_save(0.1, queued_prefix))
+            await _until(lambda: ran.status is JobStatus.RUNNING, 30, "the first job to run")
+            proxy.stall(120)
+            folder, _, name = ran_prefix.rpartition("/")
+            await _until(
+                lambda: any((server.output_dir / folder).glob(f"{name}_*")), 30, "its file"
+            )
+            server.kill()  # before the queued one could start (it waits behind 1.5 s)
+            await asyncio.to_thread(server.start)
+            proxy.cut()
+            proxy.resume()
+            with pytest.raises(JobLost, match="it ran there"):
+                await ran.result(timeout=120)
+            assert (await queued.result(timeout=120)).images
+            assert ran.servers == [proxy.url] and queued.servers == [proxy.url, proxy.url]
+    runs = count_runs({"ran": ran_prefix, "queued": queued_prefix}, [server.output_dir])
+    assert runs == {"ran": 1, "queued": 1}
+
+
+async def test_a_stalled_server_keeps_its_jobs(doomed: list[ComfyUIServer]) -> None:
+    """A server that stops answering for a while (shorter than failover_after) is taken out;
+    when it answers again its jobs are followed there, not run elsewhere."""
+    one, two = doomed
+    with TcpProxy(one.url) as proxy:
+        async with AsyncComfyPool(
+            [proxy.url, two.url], probe_interval=0.3, probe_timeout=1, failover_after=60
+        ) as pool:
+            jobs = await asyncio.gather(*(pool.submit(graphs.sleep_save(0.3)) for _ in range(6)))
+            assert {j.server for j in jobs} == {proxy.url, two.url}
+            proxy.stall(4)
+            await _until(lambda: _state(pool, proxy.url) is ServerState.DOWN, 10, "down")
+            await _until(lambda: _state(pool, proxy.url) is ServerState.UP, 30, "back up")
+            for job in jobs:
+                await job.result(timeout=120)
+            assert all(len(j.servers) == 1 for j in jobs)
+
+
 # -- fault tests ------------------------------------------------------------------------------
 
 
