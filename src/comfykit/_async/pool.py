@@ -384,7 +384,7 @@ class AsyncComfyPool(AsyncGenerateMixin):
                     continue
                 try:
                     catalog = await member.client.catalog(refresh=attempt > 0)
-                except ComfyConnectionError as exc:
+                except (ComfyConnectionError, ServerError) as exc:
                     self._mark_down(member, exc)
                     reasons[member.url] = [member.reason()]
                     continue
@@ -426,21 +426,18 @@ class AsyncComfyPool(AsyncGenerateMixin):
             except NoServerAvailable as exc:
                 raise NoServerAvailable(exc.message, {**exc.reasons, **failures}) from None
             posting = False  # True once the prompt is on its way
+            job: AsyncJob | None = None
             try:
-                try:
-                    api = await self._with_uploads(member, order.api, uploads)
-                    client = member.client
-                    if client._validate if order.validate is None else order.validate:
-                        await client.validate(api)
-                    posting = True
-                    job = await client.submit(
-                        api, validate=False, extra_data=order.extra_data, front=order.front,
-                        number=order.number, output_nodes=order.output_nodes,
-                        prompt_id=order.prompt_id,
-                    )  # fmt: skip
-                finally:
-                    with self._mutex:
-                        member.placing.discard(order.prompt_id)
+                api = await self._with_uploads(member, order.api, uploads)
+                client = member.client
+                if client._validate if order.validate is None else order.validate:
+                    await client.validate(api)
+                posting = True
+                job = await client.submit(
+                    api, validate=False, extra_data=order.extra_data, front=order.front,
+                    number=order.number, output_nodes=order.output_nodes,
+                    prompt_id=order.prompt_id,
+                )  # fmt: skip
             except (ComfyConnectionError, ServerError) as exc:
                 self._mark_down(member, exc)
                 if posting and isinstance(exc, ComfyConnectionError) and not exc._not_sent:
@@ -448,13 +445,17 @@ class AsyncComfyPool(AsyncGenerateMixin):
                 failures[member.url] = [f"{type(exc).__name__}: {exc}"]
                 tried.append(member)
                 continue
-            self._adopt(member, job)
+            finally:
+                self._adopt(member, order.prompt_id, job)
             return member, job
 
-    def _adopt(self, member: _Member, job: AsyncJob) -> None:
-        """Count a job on a server until it finishes."""
+    def _adopt(self, member: _Member, prompt_id: str, job: AsyncJob | None) -> None:
+        """A job placed on a server is counted there until it finishes (``None``: its
+        placement failed)."""
         with self._mutex:
-            member.active[job.prompt_id] = job._tracker
+            member.placing.discard(prompt_id)
+            if job is not None:
+                member.active[prompt_id] = job._tracker
 
     async def _locate(self, member: _Member, prompt_id: str) -> bool:
         """True when the server has the prompt (queued, running or in its history)."""
@@ -464,7 +465,7 @@ class AsyncComfyPool(AsyncGenerateMixin):
 
     async def _follow(self, member: _Member, order: Order) -> AsyncJob:
         job = await member.client._follow(order.prompt_id, order.api)
-        self._adopt(member, job)
+        self._adopt(member, order.prompt_id, job)
         return job
 
     async def _ran_before(self, member: _Member, order: Order) -> str | None:

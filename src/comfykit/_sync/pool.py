@@ -385,7 +385,7 @@ class ComfyPool(GenerateMixin):
                     continue
                 try:
                     catalog = member.client.catalog(refresh=attempt > 0)
-                except ComfyConnectionError as exc:
+                except (ComfyConnectionError, ServerError) as exc:
                     self._mark_down(member, exc)
                     reasons[member.url] = [member.reason()]
                     continue
@@ -425,21 +425,18 @@ class ComfyPool(GenerateMixin):
             except NoServerAvailable as exc:
                 raise NoServerAvailable(exc.message, {**exc.reasons, **failures}) from None
             posting = False  # True once the prompt is on its way
+            job: Job | None = None
             try:
-                try:
-                    api = self._with_uploads(member, order.api, uploads)
-                    client = member.client
-                    if client._validate if order.validate is None else order.validate:
-                        client.validate(api)
-                    posting = True
-                    job = client.submit(
-                        api, validate=False, extra_data=order.extra_data, front=order.front,
-                        number=order.number, output_nodes=order.output_nodes,
-                        prompt_id=order.prompt_id,
-                    )  # fmt: skip
-                finally:
-                    with self._mutex:
-                        member.placing.discard(order.prompt_id)
+                api = self._with_uploads(member, order.api, uploads)
+                client = member.client
+                if client._validate if order.validate is None else order.validate:
+                    client.validate(api)
+                posting = True
+                job = client.submit(
+                    api, validate=False, extra_data=order.extra_data, front=order.front,
+                    number=order.number, output_nodes=order.output_nodes,
+                    prompt_id=order.prompt_id,
+                )  # fmt: skip
             except (ComfyConnectionError, ServerError) as exc:
                 self._mark_down(member, exc)
                 if posting and isinstance(exc, ComfyConnectionError) and not exc._not_sent:
@@ -447,13 +444,17 @@ class ComfyPool(GenerateMixin):
                 failures[member.url] = [f"{type(exc).__name__}: {exc}"]
                 tried.append(member)
                 continue
-            self._adopt(member, job)
+            finally:
+                self._adopt(member, order.prompt_id, job)
             return member, job
 
-    def _adopt(self, member: _Member, job: Job) -> None:
-        """Count a job on a server until it finishes."""
+    def _adopt(self, member: _Member, prompt_id: str, job: Job | None) -> None:
+        """A job placed on a server is counted there until it finishes (``None``: its
+        placement failed)."""
         with self._mutex:
-            member.active[job.prompt_id] = job._tracker
+            member.placing.discard(prompt_id)
+            if job is not None:
+                member.active[prompt_id] = job._tracker
 
     def _locate(self, member: _Member, prompt_id: str) -> bool:
         """True when the server has the prompt (queued, running or in its history)."""
@@ -463,7 +464,7 @@ class ComfyPool(GenerateMixin):
 
     def _follow(self, member: _Member, order: Order) -> Job:
         job = member.client._follow(order.prompt_id, order.api)
-        self._adopt(member, job)
+        self._adopt(member, order.prompt_id, job)
         return job
 
     def _ran_before(self, member: _Member, order: Order) -> str | None:

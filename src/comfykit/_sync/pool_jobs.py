@@ -79,6 +79,7 @@ class PoolJob:
         self._error: ComfyError | None = None  # how the pool ended the job, if it did
         self._lost_at: float | None = None  # when the current server was lost
         self._cancelled = False
+        self._reported: ComfyError | None = None  # the attempt's failure, once reported
 
     # -- what it is -----------------------------------------------------------------------
     @property
@@ -154,7 +155,8 @@ class PoolJob:
         if self._finished_there():
             return
         cause = job._tracker.error if job is not None else None
-        if isinstance(cause, ComfyConnectionError):
+        if isinstance(cause, ComfyConnectionError) and self._reported is not cause:
+            self._reported = cause  # once: a probe may have seen the server back since
             pool._mark_down(member, cause)  # its socket would not reopen
         if self._lost_at is None:
             self._lost_at = backend.monotonic()
