@@ -297,6 +297,23 @@ async def test_a_job_that_ran_unseen_before_a_restart_is_not_run_again(
     assert runs == {"ran": 1, "queued": 1}
 
 
+async def test_a_pool_of_one_waits_out_a_long_restart(doomed: list[ComfyUIServer]) -> None:
+    """The only server is killed and comes back only after its clients' sockets gave up
+    reconnecting (~16 s): once it answers, its jobs (forgotten, no output file) are resubmitted
+    there, and all complete."""
+    server = doomed[0]
+    async with AsyncComfyPool([server.url], probe_interval=0.3, failover_after=120) as pool:
+        jobs = [await pool.submit(graphs.sleep_save(1.0)) for _ in range(3)]
+        await _until(lambda: jobs[0].status is JobStatus.RUNNING, 30, "the first job to run")
+        server.kill()
+        await asyncio.sleep(20)
+        assert _state(pool, server.url) is ServerState.DOWN
+        await asyncio.to_thread(server.start)
+        for job in jobs:
+            assert (await job.result(timeout=120)).images
+            assert job.servers == [server.url, server.url]
+
+
 async def test_a_stalled_server_keeps_its_jobs(doomed: list[ComfyUIServer]) -> None:
     """A server that stops answering for a while (shorter than failover_after) is taken out;
     when it answers again its jobs are followed there, not run elsewhere."""
@@ -506,6 +523,8 @@ async def test_r2_pool_connections_cut_ten_times_during_100_jobs(
             cutter = asyncio.create_task(_cut_during(proxy, jobs, 10, 0.5))
             outcomes = await asyncio.gather(*(_outcome(j, 180, started) for j in jobs))
             cuts = await cutter
+            reconnects = pool.clients[0]._shared.stream.connects - 1
     runs = count_runs(prefixes, [comfyui_server.output_dir, second.output_dir])
-    data = Figures("r2_pool_ws_cut", list(outcomes), runs, {"cuts": cuts, "servers": 2}).record()
+    notes = {"cuts": cuts, "servers": 2, "websocket_reconnects": reconnects}
+    data = Figures("r2_pool_ws_cut", list(outcomes), runs, notes).record()
     assert cuts == 10 and data["completed"] == 100 and data["duplicated"] == 0
