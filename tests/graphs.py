@@ -109,3 +109,32 @@ def txt2img(seed: int = 1, *, steps: int = 2, prefix: str | None = None) -> Grap
             "inputs": {"images": ["6", 0], "filename_prefix": prefix or unique("t2i")},
         },
     }
+
+
+def sleep_save(seconds: float, prefix: str | None = None) -> Graph:
+    """EmptyImage (a random colour) -> TestSleep -> SaveImage: one output file per run, under a
+    prefix of its own (so the files of a run can be counted in the output folder)."""
+    color = uuid.uuid4().int % 0xFFFFFF
+    return {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": color},
+        },
+        "2": {"class_type": "TestSleep", "inputs": {"value": ["1", 0], "seconds": seconds}},
+        "3": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["2", 0], "filename_prefix": prefix or unique("sleep")},
+        },
+    }
+
+
+def load_invert(image: str, *, prefix: str | None = None) -> Graph:
+    """LoadImage (an uploaded file) -> ImageInvert -> SaveImage."""
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["2", 0], "filename_prefix": prefix or unique("load")},
+        },
+    }

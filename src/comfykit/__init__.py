@@ -2,6 +2,7 @@
 
 ``AsyncComfyClient`` and ``ComfyClient`` (its blocking twin) cover every ComfyUI route and
 WebSocket event; ``submit()`` returns a job whose ``result()`` holds the outputs.
+``AsyncComfyPool`` / ``ComfyPool`` put several servers behind the same calls.
 
 Public names are loaded on first use (PEP 562), so ``import comfykit`` stays cheap; importing a
 name loads what it needs. FastAPI, PIL and torch are never imported by either.
@@ -21,7 +22,10 @@ from comfykit._version import __version__
 if TYPE_CHECKING:
     from comfykit._async.client import AsyncComfyClient
     from comfykit._async.jobs import AsyncJob
+    from comfykit._async.pool import AsyncComfyPool
+    from comfykit._async.pool_jobs import AsyncPoolJob
     from comfykit._async.results import AsyncOutputFile, AsyncResult
+    from comfykit._balance import ServerState, ServerStatus
     from comfykit._config import DEFAULT_TIMEOUT, DEFAULT_URL, NOT_GIVEN, NotGiven
     from comfykit._exceptions import (
         APIStatusError,
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
         JobTimeoutError,
         NodeProblem,
         NodeValidationError,
+        NoServerAvailable,
         NotFoundError,
         PromptValidationError,
         ServerError,
@@ -67,6 +72,8 @@ if TYPE_CHECKING:
     from comfykit._protocol.tracker import JobStatus
     from comfykit._sync.client import ComfyClient
     from comfykit._sync.jobs import Job
+    from comfykit._sync.pool import ComfyPool
+    from comfykit._sync.pool_jobs import PoolJob
     from comfykit._sync.results import OutputFile, Result
     from comfykit._types import (
         DeviceInfo,
@@ -100,11 +107,14 @@ _LAZY: dict[str, str] = {
     "Workflow": "comfykit.graph",
     "APIStatusError": "comfykit._exceptions",
     "AsyncComfyClient": "comfykit._async.client",
+    "AsyncComfyPool": "comfykit._async.pool",
     "AsyncJob": "comfykit._async.jobs",
+    "AsyncPoolJob": "comfykit._async.pool_jobs",
     "AsyncOutputFile": "comfykit._async.results",
     "AsyncResult": "comfykit._async.results",
     "ComfyClient": "comfykit._sync.client",
     "ComfyConnectionError": "comfykit._exceptions",
+    "ComfyPool": "comfykit._sync.pool",
     "ComfyError": "comfykit._exceptions",
     "ComfyTimeoutError": "comfykit._exceptions",
     "DEFAULT_TIMEOUT": "comfykit._config",
@@ -136,7 +146,11 @@ _LAZY: dict[str, str] = {
     "NOT_GIVEN": "comfykit._config",
     "NodeProgress": "comfykit._protocol.events",
     "JobTimeoutError": "comfykit._exceptions",
+    "NoServerAvailable": "comfykit._exceptions",
     "NodeProblem": "comfykit._exceptions",
+    "PoolJob": "comfykit._sync.pool_jobs",
+    "ServerState": "comfykit._balance",
+    "ServerStatus": "comfykit._balance",
     "NodeValidationError": "comfykit._exceptions",
     "NotFoundError": "comfykit._exceptions",
     "NotGiven": "comfykit._config",
@@ -197,14 +211,17 @@ __all__ = [
     "NOT_GIVEN",
     "APIStatusError",
     "AsyncComfyClient",
+    "AsyncComfyPool",
     "AsyncJob",
     "AsyncOutputFile",
+    "AsyncPoolJob",
     "AsyncResult",
     "BatchItem",
     "BatchResult",
     "ComfyClient",
     "ComfyConnectionError",
     "ComfyError",
+    "ComfyPool",
     "ComfyTimeoutError",
     "DeviceInfo",
     "Event",
@@ -233,6 +250,7 @@ __all__ = [
     "JobStatus",
     "JobTimeoutError",
     "Logs",
+    "NoServerAvailable",
     "NodeCatalog",
     "NodeOutput",
     "NodeProblem",
@@ -242,6 +260,7 @@ __all__ = [
     "NotGiven",
     "OutputFile",
     "Param",
+    "PoolJob",
     "PreviewImage",
     "Progress",
     "ProgressState",
@@ -252,6 +271,8 @@ __all__ = [
     "QueueState",
     "Result",
     "ServerError",
+    "ServerState",
+    "ServerStatus",
     "Status",
     "SystemInfo",
     "SystemStats",

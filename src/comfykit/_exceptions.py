@@ -29,6 +29,7 @@ __all__ = [
     "JobInterrupted",
     "JobLost",
     "JobTimeoutError",
+    "NoServerAvailable",
     "NodeProblem",
     "NodeValidationError",
     "NotFoundError",
@@ -45,6 +46,11 @@ class ComfyError(Exception):
 
 class ComfyConnectionError(ComfyError):
     """The server could not be reached, or the connection broke mid-request."""
+
+    #: Set on the error of a ``POST /prompt`` none of whose attempts reached the server (each
+    #: failed before a byte was written): the prompt is certainly not there. A pool sends such
+    #: a job to another server at once.
+    _not_sent: bool = False
 
 
 class ComfyTimeoutError(ComfyConnectionError):
@@ -68,6 +74,28 @@ class JobTimeoutError(ComfyTimeoutError):
         self.prompt_id = prompt_id
         self.job = job
         self.cancelled = cancelled
+
+
+class NoServerAvailable(ComfyError):
+    """A pool has no server that can take a job: every server is down, or none of the healthy
+    ones has the node classes and model files the graph uses.
+
+    Attributes:
+        reasons: per server URL, why it cannot take the job (``"down since ...: <error>"``,
+            ``"node class 'X'"``, ``"model 'y.safetensors' (node 4 ...)"``).
+    """
+
+    def __init__(self, message: str, reasons: Mapping[str, Sequence[str]]) -> None:
+        self.message = message
+        self.reasons = {url: list(why) for url, why in reasons.items()}
+        lines = "".join(
+            f"\n  - {url}: {'; '.join(why) or 'no reason given'}"
+            for url, why in self.reasons.items()
+        )
+        super().__init__(message + lines)
+
+    def __reduce__(self) -> tuple[type[NoServerAvailable], tuple[str, dict[str, list[str]]]]:
+        return (type(self), (self.message, self.reasons))
 
 
 class EventLoopError(ComfyError, RuntimeError):

@@ -15,7 +15,7 @@ import httpx
 
 from comfykit._config import backoff
 
-__all__ = ["RETRY_STATUSES", "Retry", "decide", "delay"]
+__all__ = ["RETRY_STATUSES", "Retry", "decide", "delay", "never_sent"]
 
 #: Statuses worth sending again: timeouts, rate limits, a gateway or server briefly away.
 RETRY_STATUSES: Final = frozenset({408, 429, 502, 503, 504})
@@ -45,6 +45,11 @@ def decide(error: BaseException | None, status: int | None, *, idempotent: bool)
     if isinstance(error, httpx.TransportError):
         return Retry.YES if idempotent else Retry.IF_ABSENT
     return Retry.NO
+
+
+def never_sent(error: BaseException) -> bool:
+    """True for a transport failure that happened before a byte of the request was written."""
+    return isinstance(error, _NEVER_SENT)
 
 
 def delay(attempt: int, retry_after: float | None) -> float:

@@ -259,6 +259,17 @@ def test_register_is_idempotent() -> None:
     assert router.register("p") is router.register("p")
 
 
+def test_register_again_after_the_end_starts_afresh() -> None:
+    # A pool resubmits a lost job under its own prompt id, maybe to the same client: the new
+    # run gets a fresh tracker, the old handle keeps what it saw.
+    router = Router()
+    old = router.register("p")
+    old.fail(JobLost("gone", prompt_id="p"))
+    new = router.register("p")
+    assert new is not old and not new.done and old.done
+    assert router.trackers["p"] is new
+
+
 def test_reconnect_replay_executing_without_prompt_id_is_ignored() -> None:
     router = Router()
     tracker = router.register("p")

@@ -57,7 +57,7 @@ from comfykit._protocol.prompt import (
     prompt_to_api,
 )
 from comfykit._protocol.tracker import JobTracker
-from comfykit._retry import RETRY_STATUSES, Retry, decide
+from comfykit._retry import RETRY_STATUSES, Retry, decide, never_sent
 from comfykit._retry import delay as retry_delay
 from comfykit._types import (
     Features,
@@ -322,9 +322,11 @@ class AsyncClientCore:
         http = shared.http
 
         last: list[BaseException] = []  # the latest failure, for the check before a resend
+        reached = [False]  # an attempt may have reached the server
 
         def should_retry(exc: BaseException) -> bool:
             last[:] = [exc]
+            reached[0] = reached[0] or not never_sent(exc)
             decision = _decide(exc, safe)
             return decision is Retry.YES or (decision is Retry.IF_ABSENT and prompt_id is not None)
 
@@ -382,11 +384,15 @@ class AsyncClientCore:
             if prompt_id is not None and _decide(exc, safe) is Retry.IF_ABSENT:
                 if await self._prompt_known(prompt_id):
                     raise _AlreadyQueued(prompt_id) from exc
-            if isinstance(exc, httpx.TimeoutException):
-                raise ComfyTimeoutError(f"{method} {path}: timed out ({exc!r})") from exc
-            raise ComfyConnectionError(
-                f"{method} {path}: cannot reach {self.base_url} ({exc!r})"
-            ) from exc
+            error = (
+                ComfyTimeoutError(f"{method} {path}: timed out ({exc!r})")
+                if isinstance(exc, httpx.TimeoutException)
+                else ComfyConnectionError(
+                    f"{method} {path}: cannot reach {self.base_url} ({exc!r})"
+                )
+            )
+            error._not_sent = prompt_id is not None and not reached[0] and never_sent(exc)
+            raise error from exc
         if response.is_error:
             if stream:
                 await response.aread()
@@ -587,6 +593,35 @@ class AsyncClientCore:
             raise
         return writer.commit() if writer is not None else None
 
+    async def _has_file(self, ref: FileRef) -> bool:
+        """True when the server holds the file (``GET /view`` finds it; nothing is read)."""
+        try:
+            response = await self._request("GET", "/view", params=ref.view_params(), stream=True)
+        except NotFoundError:
+            return False
+        await response.aclose()
+        return True
+
+    async def _image_ref(self, image: FileInput | FileRef, argument: str) -> str:
+        """How a graph names ``image`` on this server (for the high-level calls).
+
+        A file already on the server (a ``FileRef``, or a ``"sub/name.png"`` string that is not
+        a local file) is used as it is; anything else is checked and uploaded first."""
+        if isinstance(image, FileRef):
+            return image.ref
+        if isinstance(image, str) and not Path(image).is_file():
+            ref = file_ref(image, default_type="input")
+            if not await self._has_file(ref):
+                raise InputError(
+                    f"{argument}: {image!r} is neither a local file nor a file on the server"
+                )
+            return ref.ref
+        uploaded = await self._upload(
+            "/upload/image", image, filename=None, subfolder="comfykit", overwrite=False,
+            type="input", original_ref=None, argument=argument,
+        )  # fmt: skip
+        return uploaded.ref
+
     # -- catalog --------------------------------------------------------------------------
     async def catalog(self, *, refresh: bool = False) -> NodeCatalog:
         """The server's node catalog, built from ``/object_info``.
@@ -708,6 +743,22 @@ class AsyncClientCore:
         tracker = self._shared.stream.router.register(prompt_id)
         tracker.mark_submitted()
         return AsyncJob(self._jobs, tracker, {}, [], poll_only=True)
+
+    async def _follow(self, prompt_id: str, prompt: dict[str, Any]) -> AsyncJob:
+        """A handle on a prompt this server has (queued, running or finished), fed by the
+        socket like a submitted one and caught up from ``/queue`` and ``/history`` first (a
+        pool picks a job up again this way after losing sight of it)."""
+        self._shared.check_loop()
+        stream = self._shared.stream
+        if self._use_ws:
+            try:
+                await stream.ensure_connected()
+            except ComfyConnectionError:
+                pass  # followed by polling; if HTTP is down too, the catch-up below says so
+        tracker = stream.router.register(prompt_id)
+        tracker.mark_submitted()
+        await self._reconcile([tracker])
+        return AsyncJob(self._jobs, tracker, prompt, [])
 
     async def _post_prompt(self, body: dict[str, Any], pid: str) -> PromptResponse:
         try:

@@ -6,12 +6,13 @@ The blocking ``ComfyClient`` is generated from this file by ``scripts/unasync.py
 
 from __future__ import annotations
 
+from comfykit._async._core import AsyncClientCore
 from comfykit._async.generate import AsyncGenerateMixin
 
 __all__ = ["AsyncComfyClient"]
 
 
-class AsyncComfyClient(AsyncGenerateMixin):
+class AsyncComfyClient(AsyncClientCore, AsyncGenerateMixin):
     """Async client for one ComfyUI server.
 
     Args:

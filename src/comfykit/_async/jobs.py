@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from comfykit._async._stream import AsyncEventStream
     from comfykit._types import HistoryEntry
 
-__all__ = ["AsyncJob", "AsyncJobContext"]
+__all__ = ["AsyncJob", "AsyncJobContext", "AsyncJobHandle"]
 
 
 class AsyncJobContext(Protocol):
@@ -49,6 +49,35 @@ class AsyncJobContext(Protocol):
 
     async def cancel(self, prompt_id: str) -> None:
         """Dequeue the prompt, or interrupt it if it is running."""
+
+
+class AsyncJobHandle(Protocol):
+    """What code that waits for a job uses of it: :class:`AsyncJob`, and a pool's
+    ``AsyncPoolJob``, which follows its job from server to server."""
+
+    prompt: dict[str, Any]
+
+    @property
+    def prompt_id(self) -> str:
+        """The prompt's id."""
+
+    @property
+    def execution_ms(self) -> float | None:
+        """How long the server executed the prompt, once it has finished."""
+
+    async def result(
+        self, timeout: float | None = None, *, cancel_on_timeout: bool = False
+    ) -> AsyncResult:
+        """Wait for the job and return its outputs."""
+
+    def events(
+        self,
+        timeout: float | None = None,
+        *,
+        cancel_on_timeout: bool = False,
+        on_queued: Callable[[int | None], None] | None = None,
+    ) -> AsyncIterator[Event]:
+        """The job's events as they arrive."""
 
 
 _HISTORY_RETRIES = 20

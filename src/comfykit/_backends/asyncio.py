@@ -163,8 +163,10 @@ class Signal:
 class Background:
     """A coroutine function running as a task of the current event loop."""
 
-    def __init__(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        self._task = asyncio.get_running_loop().create_task(fn(), name="comfykit-ws-reader")
+    def __init__(
+        self, fn: Callable[[], Coroutine[Any, Any, None]], name: str = "comfykit-ws-reader"
+    ) -> None:
+        self._task = asyncio.get_running_loop().create_task(fn(), name=name)
 
     @property
     def alive(self) -> bool:

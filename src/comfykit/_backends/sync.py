@@ -108,7 +108,7 @@ class Signal:
 class Background:
     """A function running in a daemon thread."""
 
-    def __init__(self, fn: Callable[[], None]) -> None:
+    def __init__(self, fn: Callable[[], None], name: str = "comfykit-ws-reader") -> None:
         self._running = True
 
         def run() -> None:
@@ -117,7 +117,7 @@ class Background:
             finally:
                 self._running = False
 
-        self._thread = threading.Thread(target=run, name="comfykit-ws-reader", daemon=True)
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
         self._thread.start()
 
     @property

@@ -266,9 +266,13 @@ class Router:
         self.running: str | None = None
 
     def register(self, prompt_id: str) -> JobTracker:
-        """Start tracking ``prompt_id`` (before it is submitted, so no event is missed)."""
+        """Start tracking ``prompt_id`` (before it is submitted, so no event is missed).
+
+        A prompt tracked already keeps its tracker, unless that one is done: a prompt id
+        submitted again (a pool's failover resubmits a lost job under its own id) or followed
+        again starts afresh, while the old handle keeps what it saw."""
         tracker = self.trackers.get(prompt_id)
-        if tracker is None:
+        if tracker is None or tracker.done:
             tracker = self.trackers[prompt_id] = JobTracker(prompt_id)
         return tracker
 

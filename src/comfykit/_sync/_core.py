@@ -55,7 +55,7 @@ from comfykit._protocol.prompt import (
     prompt_to_api,
 )
 from comfykit._protocol.tracker import JobTracker
-from comfykit._retry import RETRY_STATUSES, Retry, decide
+from comfykit._retry import RETRY_STATUSES, Retry, decide, never_sent
 from comfykit._retry import delay as retry_delay
 from comfykit._sync._stream import EventStream
 from comfykit._sync.jobs import Job, JobContext
@@ -323,9 +323,11 @@ class ClientCore:
         http = shared.http
 
         last: list[BaseException] = []  # the latest failure, for the check before a resend
+        reached = [False]  # an attempt may have reached the server
 
         def should_retry(exc: BaseException) -> bool:
             last[:] = [exc]
+            reached[0] = reached[0] or not never_sent(exc)
             decision = _decide(exc, safe)
             return decision is Retry.YES or (decision is Retry.IF_ABSENT and prompt_id is not None)
 
@@ -383,11 +385,15 @@ class ClientCore:
             if prompt_id is not None and _decide(exc, safe) is Retry.IF_ABSENT:
                 if self._prompt_known(prompt_id):
                     raise _AlreadyQueued(prompt_id) from exc
-            if isinstance(exc, httpx.TimeoutException):
-                raise ComfyTimeoutError(f"{method} {path}: timed out ({exc!r})") from exc
-            raise ComfyConnectionError(
-                f"{method} {path}: cannot reach {self.base_url} ({exc!r})"
-            ) from exc
+            error = (
+                ComfyTimeoutError(f"{method} {path}: timed out ({exc!r})")
+                if isinstance(exc, httpx.TimeoutException)
+                else ComfyConnectionError(
+                    f"{method} {path}: cannot reach {self.base_url} ({exc!r})"
+                )
+            )
+            error._not_sent = prompt_id is not None and not reached[0] and never_sent(exc)
+            raise error from exc
         if response.is_error:
             if stream:
                 response.read()
@@ -588,6 +594,35 @@ class ClientCore:
             raise
         return writer.commit() if writer is not None else None
 
+    def _has_file(self, ref: FileRef) -> bool:
+        """True when the server holds the file (``GET /view`` finds it; nothing is read)."""
+        try:
+            response = self._request("GET", "/view", params=ref.view_params(), stream=True)
+        except NotFoundError:
+            return False
+        response.close()
+        return True
+
+    def _image_ref(self, image: FileInput | FileRef, argument: str) -> str:
+        """How a graph names ``image`` on this server (for the high-level calls).
+
+        A file already on the server (a ``FileRef``, or a ``"sub/name.png"`` string that is not
+        a local file) is used as it is; anything else is checked and uploaded first."""
+        if isinstance(image, FileRef):
+            return image.ref
+        if isinstance(image, str) and not Path(image).is_file():
+            ref = file_ref(image, default_type="input")
+            if not self._has_file(ref):
+                raise InputError(
+                    f"{argument}: {image!r} is neither a local file nor a file on the server"
+                )
+            return ref.ref
+        uploaded = self._upload(
+            "/upload/image", image, filename=None, subfolder="comfykit", overwrite=False,
+            type="input", original_ref=None, argument=argument,
+        )  # fmt: skip
+        return uploaded.ref
+
     # -- catalog --------------------------------------------------------------------------
     def catalog(self, *, refresh: bool = False) -> NodeCatalog:
         """The server's node catalog, built from ``/object_info``.
@@ -707,6 +742,22 @@ class ClientCore:
         tracker = self._shared.stream.router.register(prompt_id)
         tracker.mark_submitted()
         return Job(self._jobs, tracker, {}, [], poll_only=True)
+
+    def _follow(self, prompt_id: str, prompt: dict[str, Any]) -> Job:
+        """A handle on a prompt this server has (queued, running or finished), fed by the
+        socket like a submitted one and caught up from ``/queue`` and ``/history`` first (a
+        pool picks a job up again this way after losing sight of it)."""
+        self._shared.check_loop()
+        stream = self._shared.stream
+        if self._use_ws:
+            try:
+                stream.ensure_connected()
+            except ComfyConnectionError:
+                pass  # followed by polling; if HTTP is down too, the catch-up below says so
+        tracker = stream.router.register(prompt_id)
+        tracker.mark_submitted()
+        self._reconcile([tracker])
+        return Job(self._jobs, tracker, prompt, [])
 
     def _post_prompt(self, body: dict[str, Any], pid: str) -> PromptResponse:
         try:

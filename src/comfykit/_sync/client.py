@@ -7,12 +7,13 @@ The blocking ``ComfyClient`` is generated from this file by ``scripts/unasync.py
 
 from __future__ import annotations
 
+from comfykit._sync._core import ClientCore
 from comfykit._sync.generate import GenerateMixin
 
 __all__ = ["ComfyClient"]
 
 
-class ComfyClient(GenerateMixin):
+class ComfyClient(ClientCore, GenerateMixin):
     """Blocking client for one ComfyUI server.
 
     Args:

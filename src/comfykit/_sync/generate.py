@@ -1,27 +1,32 @@
 # Generated from comfykit/_async by scripts/unasync.py. Do not edit: edit _async instead.
-"""High-level calls on top of ``submit()``: generate, img2img, inpaint, upscale, batches."""
+"""High-level calls on top of ``submit()``: generate, img2img, inpaint, upscale, batches.
+
+Written once for every host that can submit: a client (``ComfyClient``) and a pool of
+servers (``ComfyPool``) each provide the few calls :class:`GenerateMixin` declares.
+"""
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfykit._backends import sync as backend
-from comfykit._exceptions import ComfyError, InputError, NotFoundError
+from comfykit._exceptions import ComfyError, InputError
 from comfykit._images import BatchItem, BatchResult, GenerationResult, file_ref_of
 from comfykit._names import SAMPLER_ALIASES, resolve_choice, resolve_model
 from comfykit._progress import ProgressReporter
-from comfykit._sync._core import ClientCore
-from comfykit._sync.jobs import Job
 from comfykit._types import FileRef
-from comfykit._uploads import FileInput, file_ref
+from comfykit._uploads import FileInput
 from comfykit.generation import GenerationRequest, split_options
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from comfykit._protocol.prompt import PromptInput
+    from comfykit._sync.jobs import JobHandle
     from comfykit.generation import (
         BatchOptions,
         GenerateOptions,
@@ -29,20 +34,42 @@ if TYPE_CHECKING:
         InpaintOptions,
         JobOptions,
     )
-    from comfykit.graph import Workflow
+    from comfykit.graph import NodeCatalog, Workflow
 
 __all__ = ["GenerateMixin"]
 
 ImageInput = FileInput | FileRef
 
 
-class GenerateMixin(ClientCore):
-    """The high-level calls of the client: ``generate``, ``img2img``, ``inpaint``, ``upscale``,
+class GenerateMixin(abc.ABC):
+    """The high-level calls: ``generate``, ``img2img``, ``inpaint``, ``upscale``,
     ``generate_batch``. Each builds a :mod:`comfykit.recipes` graph and submits it.
 
     Their keywords are typed by the option sets of :mod:`comfykit.generation`; every option is
     validated (:class:`~comfykit.GenerationRequest`) before anything is sent.
+
+    The host (a client, or a pool) provides the abstract calls below: the node catalog, the
+    model lists, a file reference for an image (uploading it where needed), ``submit()``, and
+    ``_use_ws`` (live progress from the WebSocket, else polling).
     """
+
+    _use_ws: bool
+
+    @abc.abstractmethod
+    def catalog(self, *, refresh: bool = False) -> NodeCatalog:
+        """The node catalog names are resolved against."""
+
+    @abc.abstractmethod
+    def models(self, folder: str | None = None) -> list[str]:
+        """Model folder names, or the files of one folder."""
+
+    @abc.abstractmethod
+    def submit(self, prompt: PromptInput, *, validate: bool | None = None) -> JobHandle:
+        """Queue a graph; return its job."""
+
+    @abc.abstractmethod
+    def _image_ref(self, image: ImageInput, argument: str) -> str:
+        """How a graph names ``image`` (a file on the server, or one uploaded first)."""
 
     def resolve_request(self, request: GenerationRequest) -> GenerationRequest:
         """Fill in the seed and map model, sampler and scheduler onto what the server has."""
@@ -67,27 +94,6 @@ class GenerateMixin(ClientCore):
         return request.with_seed().model_copy(
             update={"model": model, "sampler": sampler, "scheduler": scheduler}
         )
-
-    def _image_ref(self, image: ImageInput, argument: str) -> str:
-        """A file already on the server (a ``FileRef``, or a ``"sub/name.png"`` string that is not
-        a local file) is used as it is; anything else is checked and uploaded first."""
-        if isinstance(image, FileRef):
-            return image.ref
-        if isinstance(image, str) and not Path(image).is_file():
-            ref = file_ref(image, default_type="input")
-            try:
-                response = self._request("GET", "/view", params=ref.view_params(), stream=True)
-            except NotFoundError:
-                raise InputError(
-                    f"{argument}: {image!r} is neither a local file nor a file on the server"
-                ) from None
-            response.close()
-            return ref.ref
-        uploaded = self._upload(
-            "/upload/image", image, filename=None, subfolder="comfykit", overwrite=False,
-            type="input", original_ref=None, argument=argument,
-        )  # fmt: skip
-        return uploaded.ref
 
     def _run_recipe(
         self,
@@ -251,7 +257,7 @@ class GenerateMixin(ClientCore):
         bar = ProgressReporter.counter(
             len(batch), "batch", enabled=job_options.get("progress", False)
         )
-        submitted: list[tuple[BatchItem, float, Job]] = []
+        submitted: list[tuple[BatchItem, float, JobHandle]] = []
         try:
             for item in batch:
                 if item.request is None:
@@ -295,7 +301,7 @@ def _check_order(kind: str, prompt: Any, image: Any) -> None:
 
 
 def _collect(
-    job: Job,
+    job: JobHandle,
     *,
     request: GenerationRequest | None,
     kind: str,

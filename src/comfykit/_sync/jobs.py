@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from comfykit._sync._stream import EventStream
     from comfykit._types import HistoryEntry
 
-__all__ = ["Job", "JobContext"]
+__all__ = ["Job", "JobContext", "JobHandle"]
 
 
 class JobContext(Protocol):
@@ -50,6 +50,33 @@ class JobContext(Protocol):
 
     def cancel(self, prompt_id: str) -> None:
         """Dequeue the prompt, or interrupt it if it is running."""
+
+
+class JobHandle(Protocol):
+    """What code that waits for a job uses of it: :class:`Job`, and a pool's
+    ``PoolJob``, which follows its job from server to server."""
+
+    prompt: dict[str, Any]
+
+    @property
+    def prompt_id(self) -> str:
+        """The prompt's id."""
+
+    @property
+    def execution_ms(self) -> float | None:
+        """How long the server executed the prompt, once it has finished."""
+
+    def result(self, timeout: float | None = None, *, cancel_on_timeout: bool = False) -> Result:
+        """Wait for the job and return its outputs."""
+
+    def events(
+        self,
+        timeout: float | None = None,
+        *,
+        cancel_on_timeout: bool = False,
+        on_queued: Callable[[int | None], None] | None = None,
+    ) -> Iterator[Event]:
+        """The job's events as they arrive."""
 
 
 _HISTORY_RETRIES = 20

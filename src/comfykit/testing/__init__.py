@@ -11,7 +11,8 @@ virtualenv and a random-weight SD1.5 checkpoint, and starts it on the CPU::
 For pytest, add ``pytest_plugins = ["comfykit.testing.pytest_plugin"]`` to your ``conftest.py`` to
 get the ``comfyui_server`` / ``comfyui_url`` fixtures and the ``--comfyui-url`` option.
 ``PostgresServer`` starts a throw-away PostgreSQL cluster the same way (for the service's store),
-``RedisServer`` a throw-away Redis (for rate limits shared by replicas).
+``RedisServer`` a throw-away Redis (for rate limits shared by replicas), and ``TcpProxy`` puts a
+loopback proxy between a client and a server that tests can cut, stall or slow.
 """
 
 from comfykit.testing._env import (
@@ -22,6 +23,7 @@ from comfykit.testing._env import (
     ensure_comfyui_env,
 )
 from comfykit.testing._postgres import PostgresServer, PostgresStartError, find_postgres_bin
+from comfykit.testing._proxy import TcpProxy
 from comfykit.testing._redis import RedisServer, RedisStartError, find_redis_server
 from comfykit.testing._server import (
     ComfyUIServer,
@@ -40,6 +42,7 @@ __all__ = [
     "PostgresStartError",
     "RedisServer",
     "RedisStartError",
+    "TcpProxy",
     "comfyui_url_or_local",
     "default_cache_dir",
     "ensure_comfyui_env",
