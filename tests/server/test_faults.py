@@ -263,3 +263,62 @@ async def test_r1_comfyui_killed_and_restarted_in_the_middle_of_50_jobs(
     assert figures["completed_results_kept"] == len(completed_before), figures
     assert figures["ran_twice_after_restart"] == 0, figures
     assert set(figures["failed_codes"]) <= {"JOB_LOST"}, figures
+
+
+@pytest.mark.slow
+async def test_r5_comfyui_answering_503_then_stalling(
+    tmp_path: Path, own_comfyui: ComfyUIServer
+) -> None:
+    """R5: the service reaches ComfyUI through a proxy that answers 503 to everything for 4 s,
+    later stalls every byte for 10 s, while jobs are queued. Each job ends completed, or failed
+    with a reason; none hangs, none is lost, none runs twice."""
+    from comfykit.testing import TcpProxy
+    from tests.server.test_replicas import runs_on_comfyui, slow_image, write_figures
+
+    with TcpProxy(own_comfyui.url) as proxy:
+        settings = make_settings(
+            tmp_path, proxy.url, comfyui_timeout_seconds=3, reattach_timeout_seconds=60
+        )
+        app = create_app(settings)
+        async with LifespanManager(app, startup_timeout=60, shutdown_timeout=30) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://t", timeout=60
+            ) as http:
+                warm = await http.post(
+                    "/api/v1/jobs", json={"workflow": slow_image(500, 0)},
+                    headers={"Prefer": "wait=60"},
+                )  # fmt: skip
+                assert warm.json()["status"] == "completed", warm.text
+                ids: list[str] = []
+                proxy.answer(503)
+                for i in range(5):
+                    r = await http.post("/api/v1/jobs", json={"workflow": slow_image(510 + i, 0)})
+                    assert r.status_code == 201, r.text
+                    ids.append(r.json()["job_id"])
+                await asyncio.sleep(4)
+                proxy.answer(None)
+                proxy.stall(10)
+                for i in range(5):
+                    r = await http.post("/api/v1/jobs", json={"workflow": slow_image(520 + i, 0)})
+                    assert r.status_code == 201, r.text
+                    ids.append(r.json()["job_id"])
+                last = {i: await wait_for_job(http, i, timeout=120) for i in ids}
+    runs = await runs_on_comfyui(own_comfyui.url)
+    statuses = [last[i]["status"] for i in ids]
+    figures: dict[str, Any] = {
+        "jobs": len(ids),
+        "completed": statuses.count("completed"),
+        "failed_with_reason": sum(
+            1 for i in ids if last[i]["status"] == "failed" and last[i]["error"]["message"]
+        ),
+        "failed_codes": sorted({last[i]["error"]["code"] for i in ids if last[i]["error"]}),
+        "failure_examples": sorted({last[i]["error"]["message"] for i in ids if last[i]["error"]}),
+        "hung": sum(1 for s in statuses if s not in ("completed", "failed", "cancelled")),
+        "duplicated_on_comfyui": sum(max(0, runs.get(i, 0) - 1) for i in ids),
+    }
+    write_figures("r5_comfyui_503_then_stalled", figures)
+    assert "INTERNAL_ERROR" not in figures["failed_codes"], figures
+    assert figures["hung"] == 0, figures
+    assert figures["completed"] + figures["failed_with_reason"] == len(ids), figures
+    assert figures["duplicated_on_comfyui"] == 0, figures

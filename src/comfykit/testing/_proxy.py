@@ -78,6 +78,7 @@ class TcpProxy:
         self._flowing.set()
         self._stall_until = 0.0
         self._rate: float | None = None
+        self._answer: bytes | None = None
         self._stopped = threading.Event()
         #: How many connections were accepted, and how many were cut, so far.
         self.accepted = 0
@@ -126,6 +127,21 @@ class TcpProxy:
         if self._listener is not None:
             self._listener.close()
         self._close_all(reset=False)
+
+    def answer(self, status: int | None) -> None:
+        """Answer every request with HTTP ``status`` (say 503) instead of forwarding it, as an
+        overloaded server or a proxy in front of it would; open connections are cut so the
+        next request gets it. ``None`` forwards again."""
+        self._answer = (
+            None
+            if status is None
+            else (
+                f"HTTP/1.1 {status} Fault\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+                "Connection: close\r\nRetry-After: 1\r\n\r\nfault"
+            ).encode()
+        )
+        if status is not None:
+            self._close_all(reset=False)
 
     def cut(self) -> int:
         """Reset every open connection (RST both ways); return how many were cut."""
@@ -179,6 +195,12 @@ class TcpProxy:
                 continue
             except OSError:
                 return
+            canned = self._answer
+            if canned is not None:
+                threading.Thread(
+                    target=self._refuse, args=(client, canned), name="tcpproxy-answer", daemon=True
+                ).start()
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -197,6 +219,20 @@ class TcpProxy:
                 threading.Thread(
                     target=self._pump, args=(link, src, dst), name=f"tcpproxy-{name}", daemon=True
                 ).start()
+
+    @staticmethod
+    def _refuse(client: socket.socket, canned: bytes) -> None:
+        """Read a request's head, send the canned answer, close."""
+        with contextlib.suppress(OSError), client:
+            client.settimeout(5)
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            client.sendall(canned)
+            client.shutdown(socket.SHUT_WR)
 
     def _pump(self, link: _Link, src: socket.socket, dst: socket.socket) -> None:
         try:

@@ -39,6 +39,7 @@ from comfykit import (
     PreviewImage,
     Progress,
     PromptValidationError,
+    ServerError,
     WorkflowError,
 )
 from comfykit.generation import GenerationRequest
@@ -419,13 +420,15 @@ class Dispatcher:
                 return
             except JobTimeoutError:
                 raise
-            except ComfyConnectionError as exc:
+            except (ComfyConnectionError, ServerError) as exc:
+                # unreachable, or answering 5xx after the SDK's own retries: the same wait
+                # (re-attaching first: a submission may have landed)
                 self._set_up(row.server_url or "", False)
                 if time.monotonic() >= deadline or self._stopping:
                     await self._fail(
                         row,
                         "COMFYUI_UNAVAILABLE",
-                        f"ComfyUI stayed unreachable: {redact(scrub_paths(str(exc)))}",
+                        f"ComfyUI stayed unavailable: {redact(scrub_paths(str(exc)))}",
                     )
                     return
                 log.info("job %s: ComfyUI unreachable (%s); retrying", row.id, exc)
