@@ -404,6 +404,8 @@ class Dispatcher:
 
     async def _follow(self, row: JobRow, handle: AsyncJob, active: _Active) -> None:
         started = row.started_at is not None
+        # the row as this follower's last write left it (``_finish`` then needs no read)
+        current: JobRow | None = None
         async for event in handle.events():
             if not started and isinstance(event, _STARTED):
                 started = True
@@ -414,6 +416,7 @@ class Dispatcher:
                     event=("started", {"job_id": row.id, "status": "processing"}),
                 )
                 if updated is not None:
+                    current = updated
                     self.hub.publish(
                         JobEvent(
                             row.id, "started", {"job_id": row.id, "status": "processing"}, event_id
@@ -434,6 +437,7 @@ class Dispatcher:
                     event=("progress", data),
                 )
                 if updated is not None:
+                    current = updated
                     self.hub.publish(JobEvent(row.id, "progress", data, event_id))
             elif isinstance(event, PreviewImage):
                 data = {
@@ -475,7 +479,7 @@ class Dispatcher:
         if handle.execution_ms is not None:
             timings["execution_ms"] = round(handle.execution_ms, 1)
         meta["timings"] = timings
-        await self._finish(row, "completed", None, outputs=outputs, meta=meta)
+        await self._finish(row, "completed", None, outputs=outputs, meta=meta, current=current)
 
     async def _fail(self, row: JobRow, code: str, message: str, details: Any = None) -> None:
         error = {"code": code, "message": message, "details": details}
@@ -490,10 +494,15 @@ class Dispatcher:
         outputs: list[dict[str, Any]] | None = None,
         meta: dict[str, Any] | None = None,
         event_data: dict[str, Any] | None = None,
+        current: JobRow | None = None,
     ) -> None:
+        """Record the job's end (only while it has not ended) and publish it. ``current``: the
+        row as the caller's own last write left it (its creation and start times), else it is
+        read."""
         now = utcnow()
         values: dict[str, Any] = {"status": status, "completed_at": now, "error": error}
-        current = await self.store.get_job(row.id)
+        if current is None:
+            current = await self.store.get_job(row.id)
         base_meta = dict(
             meta if meta is not None else (current.meta if current else row.meta) or {}
         )
@@ -517,4 +526,6 @@ class Dispatcher:
         if updated is None:
             return
         self.metrics.job_duration.labels(status).observe((now - created).total_seconds())
-        self.hub.publish(JobEvent(row.id, status, data, event_id))
+        # the ended row goes with the event: a waiter answers with it (a job that has ended
+        # changes no more)
+        self.hub.publish(JobEvent(row.id, status, data, event_id, row=updated))

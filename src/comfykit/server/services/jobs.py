@@ -336,7 +336,12 @@ class JobService:
         try:
             row = await self.get(job_id)
             if row.status not in FINISHED and seconds > 0:
-                await self.hub.wait_terminal(queue, seconds)
+                _ended, event = await self.hub.next_terminal(queue, seconds)
+                # a job's end comes with its row as the ending transaction wrote it (an ended
+                # job changes no more); else the store says where it is
+                ended = event.row if event is not None else None
+                if isinstance(ended, JobRow) and ended.status in FINISHED:
+                    return ended
                 row = await self.get(job_id)
             return row
         finally:
