@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from comfykit.server.errors import ServiceError
 from comfykit.server.store import JobRow, Store, UploadRow, utcnow
@@ -37,6 +37,21 @@ _FORMATS = {
     "TIFF": (".tiff", "image/tiff"),
 }
 _MAX_PIXELS = 64 * 1024 * 1024
+
+
+class _HashingSink:
+    """A binary file that also hashes (SHA-256) and counts what is written to it."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, chunk: bytes) -> int:
+        self._fh.write(chunk)
+        self.digest.update(chunk)
+        self.size += len(chunk)
+        return len(chunk)
 
 
 @dataclass
@@ -78,18 +93,25 @@ class Files:
     async def copy_outputs(
         self, job_id: str, files: Sequence[AsyncOutputFile]
     ) -> list[dict[str, Any]]:
-        """Download a finished job's files into the storage dir; their records."""
+        """Download a finished job's files into the storage dir; their records. Each file is
+        streamed once into a temporary file, hashed on the way (its ETag), and moved into
+        place under its index (replacing what a previous run of the job left)."""
         folder = self.outputs / job_id
         folder.mkdir(parents=True, exist_ok=True)
         records = []
         for index, file in enumerate(files):
             suffix = Path(file.filename).suffix.lower()[:10] or ".bin"
             target = folder / f"{index}{suffix}"
-            await file.save(target)
-            digest = hashlib.sha256()
-            with open(target, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 16), b""):
-                    digest.update(chunk)
+            tmp = folder / f".{target.name}.part"
+            try:
+                with open(tmp, "wb") as fh:
+                    sink = _HashingSink(fh)
+                    await file.save(cast("IO[bytes]", sink))
+                tmp.replace(target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            digest = sink.digest
             content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
             records.append(
                 {
@@ -100,7 +122,7 @@ class Files:
                     "node_id": file.node_id,
                     "kind": file.kind,
                     "content_type": content_type,
-                    "size": target.stat().st_size,
+                    "size": sink.size,
                     "etag": digest.hexdigest()[:32],
                 }
             )
