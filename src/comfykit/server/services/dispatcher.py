@@ -25,6 +25,7 @@ from comfykit import (
     AsyncComfyClient,
     ComfyConnectionError,
     ComfyError,
+    Executed,
     Executing,
     ExecutionCached,
     ExecutionError,
@@ -46,7 +47,7 @@ from comfykit.server.store import FINISHED, JobRow, Store, utcnow
 if TYPE_CHECKING:
     from comfykit import AsyncJob
     from comfykit.server.metrics import Metrics
-    from comfykit.server.services.files import Files
+    from comfykit.server.services.files import Files, OutputPrefetch
     from comfykit.server.settings import Settings
 
 __all__ = ["Dispatcher"]
@@ -403,6 +404,17 @@ class Dispatcher:
         await self._fail(row, "JOB_LOST", f"the job was running when it was lost: {reason}")
 
     async def _follow(self, row: JobRow, handle: AsyncJob, active: _Active) -> None:
+        # each output file is downloaded as soon as ComfyUI reports it (overlapping the
+        # SDK's read of the job's history); copy_outputs takes them
+        prefetch = self.files.prefetch(row.id, self.clients[row.server_url or ""])
+        try:
+            await self._follow_events(row, handle, active, prefetch)
+        finally:
+            await prefetch.close()
+
+    async def _follow_events(
+        self, row: JobRow, handle: AsyncJob, active: _Active, prefetch: OutputPrefetch
+    ) -> None:
         started = row.started_at is not None
         # the row as this follower's last write left it (``_finish`` then needs no read)
         current: JobRow | None = None
@@ -439,6 +451,8 @@ class Dispatcher:
                 if updated is not None:
                     current = updated
                     self.hub.publish(JobEvent(row.id, "progress", data, event_id))
+            elif isinstance(event, Executed):
+                prefetch.add(event.output)
             elif isinstance(event, PreviewImage):
                 data = {
                     "job_id": row.id,
@@ -468,7 +482,7 @@ class Dispatcher:
             return
         files = [f for f in result.files if f.type == "output"] or list(result.files)
         try:
-            outputs = await self.files.copy_outputs(row.id, files)
+            outputs = await self.files.copy_outputs(row.id, files, prefetch)
         except OSError as exc:
             await self._fail(row, "STORAGE_ERROR", f"could not store the outputs: {exc}")
             return

@@ -7,6 +7,8 @@ reaches the file system.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -14,7 +16,7 @@ import mimetypes
 import shutil
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -23,9 +25,9 @@ from comfykit.server.errors import ServiceError
 from comfykit.server.store import JobRow, Store, UploadRow, utcnow
 
 if TYPE_CHECKING:
-    from comfykit import AsyncOutputFile
+    from comfykit import AsyncComfyClient, AsyncOutputFile
 
-__all__ = ["CleanupReport", "Files"]
+__all__ = ["CleanupReport", "Files", "OutputPrefetch"]
 
 #: Image formats accepted as uploads (Pillow format name → extension, content type).
 _FORMATS = {
@@ -52,6 +54,89 @@ class _HashingSink:
         self.digest.update(chunk)
         self.size += len(chunk)
         return len(chunk)
+
+
+@dataclass
+class _Fetched:
+    """A file downloaded into a temporary file, with its hash and size."""
+
+    path: Path
+    sink: _HashingSink
+
+
+async def _download(save: Callable[[IO[bytes]], Awaitable[Any]], tmp: Path) -> _Fetched:
+    """Stream a file (``save`` writes it to a binary file) into ``tmp``, hashing it."""
+    try:
+        with open(tmp, "wb") as fh:
+            sink = _HashingSink(fh)
+            await save(cast("IO[bytes]", sink))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return _Fetched(tmp, sink)
+
+
+def _key(filename: str, subfolder: str | None, kind: str | None) -> tuple[str, str, str]:
+    return filename, subfolder or "", kind or "output"
+
+
+class OutputPrefetch:
+    """Downloads of one running job's output files (``type`` "output"), each started as soon
+    as ComfyUI reports the file (a node's ``executed`` event), so they overlap the wait for
+    the job's history. :meth:`Files.copy_outputs` takes the ones the result lists (a failed
+    download is made again there); :meth:`close` drops the rest and their files."""
+
+    def __init__(self, folder: Path, client: AsyncComfyClient) -> None:
+        self._folder = folder
+        self._client = client
+        self._tasks: dict[tuple[str, str, str], asyncio.Task[_Fetched]] = {}
+
+    def add(self, output: dict[str, Any]) -> None:
+        """Start downloading the output files of one node's UI output."""
+        for value in output.values():
+            if not isinstance(value, list):
+                continue
+            for ref in value:
+                if not isinstance(ref, dict) or not isinstance(ref.get("filename"), str):
+                    continue
+                if ref.get("type") != "output":
+                    continue
+                key = _key(ref["filename"], ref.get("subfolder"), "output")
+                if key not in self._tasks:
+                    name = f".prefetch-{len(self._tasks)}.part"
+                    coro = self._fetch(dict(ref), name)
+                    self._tasks[key] = asyncio.get_running_loop().create_task(coro)
+
+    async def _fetch(self, ref: dict[str, Any], name: str) -> _Fetched:
+        self._folder.mkdir(parents=True, exist_ok=True)
+
+        async def save(dest: IO[bytes]) -> None:
+            await self._client.download(ref, dest)
+
+        return await _download(save, self._folder / name)
+
+    async def take(self, file: AsyncOutputFile) -> _Fetched | None:
+        """The downloaded file, or ``None`` (not prefetched, or its download failed)."""
+        task = self._tasks.pop(_key(file.filename, file.subfolder, file.type), None)
+        if task is None:
+            return None
+        try:
+            return await task
+        except Exception:
+            return None
+
+    async def close(self) -> None:
+        """Cancel what was not taken and delete its files."""
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, _Fetched):  # (a cancelled download removed its own file)
+                result.path.unlink(missing_ok=True)
+        if tasks:
+            with contextlib.suppress(OSError):
+                self._folder.rmdir()  # only when empty: a job whose files were never taken
 
 
 @dataclass
@@ -90,28 +175,31 @@ class Files:
         self.uploads.mkdir(parents=True, exist_ok=True)
 
     # -- outputs --------------------------------------------------------------------------
+    def prefetch(self, job_id: str, client: AsyncComfyClient) -> OutputPrefetch:
+        """Downloads of a running job's output files, started as ComfyUI reports them."""
+        return OutputPrefetch(self.outputs / job_id, client)
+
     async def copy_outputs(
-        self, job_id: str, files: Sequence[AsyncOutputFile]
+        self,
+        job_id: str,
+        files: Sequence[AsyncOutputFile],
+        prefetched: OutputPrefetch | None = None,
     ) -> list[dict[str, Any]]:
         """Download a finished job's files into the storage dir; their records. Each file is
         streamed once into a temporary file, hashed on the way (its ETag), and moved into
-        place under its index (replacing what a previous run of the job left)."""
+        place under its index (replacing what a previous run of the job left); a file
+        ``prefetched`` already holds is not downloaded again."""
         folder = self.outputs / job_id
         folder.mkdir(parents=True, exist_ok=True)
         records = []
         for index, file in enumerate(files):
             suffix = Path(file.filename).suffix.lower()[:10] or ".bin"
             target = folder / f"{index}{suffix}"
-            tmp = folder / f".{target.name}.part"
-            try:
-                with open(tmp, "wb") as fh:
-                    sink = _HashingSink(fh)
-                    await file.save(cast("IO[bytes]", sink))
-                tmp.replace(target)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            digest = sink.digest
+            fetched = await prefetched.take(file) if prefetched is not None else None
+            if fetched is None:
+                fetched = await _download(file.save, folder / f".{target.name}.part")
+            fetched.path.replace(target)
+            digest = fetched.sink.digest
             content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
             records.append(
                 {
@@ -122,7 +210,7 @@ class Files:
                     "node_id": file.node_id,
                     "kind": file.kind,
                     "content_type": content_type,
-                    "size": sink.size,
+                    "size": fetched.sink.size,
                     "etag": digest.hexdigest()[:32],
                 }
             )
