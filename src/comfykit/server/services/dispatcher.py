@@ -41,7 +41,7 @@ from comfykit import (
 )
 from comfykit.generation import GenerationRequest
 from comfykit.graph import NodeCatalog
-from comfykit.server.events import EventHub, JobEvent
+from comfykit.server.events import EventHub, JobEvent, within
 from comfykit.server.store import FINISHED, JobRow, Store, utcnow
 
 if TYPE_CHECKING:
@@ -252,7 +252,7 @@ class Dispatcher:
                     await asyncio.sleep(0)
                     continue
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), 1.0)
+                await within(wake.wait(), 1.0)
 
     async def _run(self, row: JobRow, *, reattach: bool) -> None:
         url = row.server_url or ""
