@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import pytest
 
 from comfykit import AsyncOutputFile
 from comfykit.server.services.files import Files
@@ -54,6 +55,10 @@ async def test_prefetched_files_are_not_downloaded_again(tmp_path: Path) -> None
     prefetch.add(_output("p.png", kind="temp"))  # previews are not prefetched
     prefetch.add({"text": ["not a file"]})
     await asyncio.sleep(0)
+    assert client.downloads == []  # noted, not started
+    prefetch.start()
+    for _ in range(3):
+        await asyncio.sleep(0)
     assert client.downloads == ["a.png"]
     client.gate.set()
     records = await files.copy_outputs(
@@ -76,14 +81,52 @@ async def test_files_a_job_never_takes_are_removed(tmp_path: Path) -> None:
     client: Any = _FakeClient()
     done = files.prefetch("done", client)
     done.add(_output("a.png"))
+    done.start()
     client.gate.set()
     await asyncio.sleep(0.05)
     await done.close()  # downloaded, never taken (the job failed later)
     pending = files.prefetch("pending", _FakeClient())  # type: ignore[arg-type]
     pending.add(_output("b.png"))
+    pending.start()
     await asyncio.sleep(0)
     await pending.close()  # still downloading: cancelled
     assert list((tmp_path / "outputs").iterdir()) == []
+
+
+async def test_a_failed_download_is_made_again_and_leaves_nothing(tmp_path: Path) -> None:
+    files = Files(tmp_path, store=None)  # type: ignore[arg-type]
+    files.prepare()
+    client: Any = _FakeClient()
+    client.gate.set()
+    calls = 0
+    download = client.download
+
+    async def flaky(ref: Any, dest: IO[bytes], *, overwrite: bool = False) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            dest.write(b"half a file")
+            raise ConnectionError("the connection broke")
+        await download(ref, dest, overwrite=overwrite)
+
+    client.download = flaky
+    prefetch = files.prefetch("j", client)
+    prefetch.add(_output("a.png"))
+    prefetch.start()
+    (record,) = await files.copy_outputs("j", [_file(client, "a.png")], prefetch)
+    await prefetch.close()
+    assert calls == 2 and record["size"] == len(PNG)
+    assert sorted(p.name for p in (tmp_path / "outputs" / "j").iterdir()) == ["0.png"]
+    with pytest.raises(ConnectionError):  # failing again: no file is left behind
+        client.download = _failing
+        await files.copy_outputs("k", [_file(client, "b.png")])
+    assert not list((tmp_path / "outputs" / "k").glob("*"))
+
+
+async def _failing(_ref: Any, dest: IO[bytes], *, overwrite: bool = False) -> None:
+    assert not overwrite
+    dest.write(b"x")
+    raise ConnectionError("down")
 
 
 async def test_a_completed_job_stores_exactly_its_files(

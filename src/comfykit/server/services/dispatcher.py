@@ -30,6 +30,7 @@ from comfykit import (
     ExecutionCached,
     ExecutionError,
     ExecutionStart,
+    ExecutionSuccess,
     JobInterrupted,
     JobLost,
     JobTimeoutError,
@@ -404,8 +405,8 @@ class Dispatcher:
         await self._fail(row, "JOB_LOST", f"the job was running when it was lost: {reason}")
 
     async def _follow(self, row: JobRow, handle: AsyncJob, active: _Active) -> None:
-        # each output file is downloaded as soon as ComfyUI reports it (overlapping the
-        # SDK's read of the job's history); copy_outputs takes them
+        # the output files ComfyUI reports are downloaded as soon as the prompt has succeeded,
+        # alongside the SDK's read of the job's history; copy_outputs takes them
         prefetch = self.files.prefetch(row.id, self.clients[row.server_url or ""])
         try:
             await self._follow_events(row, handle, active, prefetch)
@@ -453,6 +454,9 @@ class Dispatcher:
                     self.hub.publish(JobEvent(row.id, "progress", data, event_id))
             elif isinstance(event, Executed):
                 prefetch.add(event.output)
+            elif isinstance(event, ExecutionSuccess):
+                # the prompt is done: its files download alongside the SDK's history read
+                prefetch.start()
             elif isinstance(event, PreviewImage):
                 data = {
                     "job_id": row.id,

@@ -42,18 +42,33 @@ _MAX_PIXELS = 64 * 1024 * 1024
 
 
 class _HashingSink:
-    """A binary file that also hashes (SHA-256) and counts what is written to it."""
+    """A binary file that also hashes (SHA-256) and counts what is written to it; what comes
+    before the file is attached waits in memory."""
 
-    def __init__(self, fh: IO[bytes]) -> None:
-        self._fh = fh
+    def __init__(self) -> None:
+        self._fh: IO[bytes] | None = None
+        self._early: list[bytes] = []
         self.digest = hashlib.sha256()
         self.size = 0
 
+    def attach(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+        for chunk in self._early:
+            fh.write(chunk)
+        self._early.clear()
+
     def write(self, chunk: bytes) -> int:
-        self._fh.write(chunk)
+        if self._fh is None:
+            self._early.append(bytes(chunk))
+        else:
+            self._fh.write(chunk)
         self.digest.update(chunk)
         self.size += len(chunk)
         return len(chunk)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
 
 
 @dataclass
@@ -65,12 +80,22 @@ class _Fetched:
 
 
 async def _download(save: Callable[[IO[bytes]], Awaitable[Any]], tmp: Path) -> _Fetched:
-    """Stream a file (``save`` writes it to a binary file) into ``tmp``, hashing it."""
+    """Stream a file (``save`` writes it to a binary file) into ``tmp``, hashing it. The
+    request goes out first: making the folder and the file (slow on some file systems) is
+    done while ComfyUI answers."""
+    sink = _HashingSink()
+    transfer = asyncio.ensure_future(save(cast("IO[bytes]", sink)))
     try:
-        with open(tmp, "wb") as fh:
-            sink = _HashingSink(fh)
-            await save(cast("IO[bytes]", sink))
+        await asyncio.sleep(0)  # the transfer runs up to its first wait (its request sent)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        sink.attach(open(tmp, "wb"))  # closed below, on every path
+        await transfer
+        sink.close()
     except BaseException:
+        transfer.cancel()
+        with contextlib.suppress(BaseException):  # (its error, if any, is the one raised)
+            await transfer
+        sink.close()
         tmp.unlink(missing_ok=True)
         raise
     return _Fetched(tmp, sink)
@@ -81,18 +106,20 @@ def _key(filename: str, subfolder: str | None, kind: str | None) -> tuple[str, s
 
 
 class OutputPrefetch:
-    """Downloads of one running job's output files (``type`` "output"), each started as soon
-    as ComfyUI reports the file (a node's ``executed`` event), so they overlap the wait for
-    the job's history. :meth:`Files.copy_outputs` takes the ones the result lists (a failed
-    download is made again there); :meth:`close` drops the rest and their files."""
+    """Downloads of one running job's output files (``type`` "output"): :meth:`add` notes
+    the files a node reports (its ``executed`` event), :meth:`start` downloads them (when the
+    prompt has succeeded), alongside the SDK's read of the job's history.
+    :meth:`Files.copy_outputs` takes the ones the result lists (a failed download is made
+    again there); :meth:`close` drops the rest and their files."""
 
     def __init__(self, folder: Path, client: AsyncComfyClient) -> None:
         self._folder = folder
         self._client = client
         self._tasks: dict[tuple[str, str, str], asyncio.Task[_Fetched]] = {}
+        self._refs: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def add(self, output: dict[str, Any]) -> None:
-        """Start downloading the output files of one node's UI output."""
+        """Note the output files of one node's UI output (:meth:`start` downloads them)."""
         for value in output.values():
             if not isinstance(value, list):
                 continue
@@ -103,13 +130,16 @@ class OutputPrefetch:
                     continue
                 key = _key(ref["filename"], ref.get("subfolder"), "output")
                 if key not in self._tasks:
-                    name = f".prefetch-{len(self._tasks)}.part"
-                    coro = self._fetch(dict(ref), name)
-                    self._tasks[key] = asyncio.get_running_loop().create_task(coro)
+                    self._refs.setdefault(key, dict(ref))
+
+    def start(self) -> None:
+        """Start downloading the files noted so far."""
+        for key, ref in self._refs.items():
+            name = f".prefetch-{len(self._tasks)}.part"
+            self._tasks[key] = asyncio.get_running_loop().create_task(self._fetch(ref, name))
+        self._refs.clear()
 
     async def _fetch(self, ref: dict[str, Any], name: str) -> _Fetched:
-        self._folder.mkdir(parents=True, exist_ok=True)
-
         async def save(dest: IO[bytes]) -> None:
             await self._client.download(ref, dest)
 
@@ -176,7 +206,7 @@ class Files:
 
     # -- outputs --------------------------------------------------------------------------
     def prefetch(self, job_id: str, client: AsyncComfyClient) -> OutputPrefetch:
-        """Downloads of a running job's output files, started as ComfyUI reports them."""
+        """Downloads of a running job's output files, started as soon as its prompt ends."""
         return OutputPrefetch(self.outputs / job_id, client)
 
     async def copy_outputs(
@@ -190,7 +220,6 @@ class Files:
         place under its index (replacing what a previous run of the job left); a file
         ``prefetched`` already holds is not downloaded again."""
         folder = self.outputs / job_id
-        folder.mkdir(parents=True, exist_ok=True)
         records = []
         for index, file in enumerate(files):
             suffix = Path(file.filename).suffix.lower()[:10] or ".bin"
