@@ -147,6 +147,38 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def claim_new(self, row: JobRow) -> bool:
+        """Claim a job that is about to be written, when a server has a free slot and no older
+        job waits in the service's queue: its row then goes into the store already handed to
+        that server (``server_url``, ``dispatched_at``, ``attempts``) and :meth:`run_claimed` runs
+        it, with no claim of its own. False leaves the row to the feeders (and to
+        :meth:`wake`); after True the caller calls :meth:`run_claimed`, or :meth:`release` when
+        the row was not written."""
+        if self._stopping:
+            return False
+        limit = self.settings.dispatch_concurrency
+        if not any(self.up.get(u) and self._in_flight(u) < limit for u in self.clients):
+            return False
+        if await self.store.has_unclaimed():  # older jobs go first
+            return False
+        url = next((u for u in self.clients if self.up.get(u) and self._in_flight(u) < limit), None)
+        if url is None or self._stopping:
+            return False
+        self._active[row.id] = _Active(row.id, url)  # the slot, taken before any wait
+        row.server_url = url
+        row.dispatched_at = utcnow()
+        row.attempts = (row.attempts or 0) + 1
+        return True
+
+    def run_claimed(self, row: JobRow) -> None:
+        """Run a job :meth:`claim_new` claimed, now that its row is written."""
+        self._spawn(self._run(row, reattach=False))
+
+    def release(self, row: JobRow) -> None:
+        """Give back the slot :meth:`claim_new` took for a row that was not written."""
+        self._active.pop(row.id, None)
+        self.wake()
+
     def wake(self) -> None:
         """Tell the feeders there may be work (a new job, a free slot)."""
         for event in self._wakes.values():

@@ -146,7 +146,9 @@ class JobService:
         )
 
     async def enqueue(self, rows: Sequence[JobRow]) -> None:
-        """Write jobs (and their ``queued`` events) and wake the dispatcher."""
+        """Write jobs (and their ``queued`` events) and wake the dispatcher. A single job that
+        a server can take at once is written already handed to it (one transaction fewer
+        before ComfyUI hears of it)."""
         events = [
             JobEventRow(
                 job_id=r.id, event="queued", data={"job_id": r.id, "status": "queued"},
@@ -154,10 +156,19 @@ class JobService:
             )
             for r in rows
         ]  # fmt: skip
-        await self.store.add_jobs(rows, events)
+        claimed = len(rows) == 1 and await self.dispatcher.claim_new(rows[0])
+        try:
+            await self.store.add_jobs(rows, events)
+        except BaseException:
+            if claimed:
+                self.dispatcher.release(rows[0])
+            raise
         for r, ev in zip(rows, events, strict=True):
             self.hub.publish(JobEvent(r.id, "queued", dict(ev.data), ev.id))
-        self.dispatcher.wake()
+        if claimed:
+            self.dispatcher.run_claimed(rows[0])
+        else:
+            self.dispatcher.wake()
 
     def _check_prompt(self, prompt: str, where: str = "prompt") -> None:
         limit = self.settings.max_prompt_length

@@ -395,6 +395,10 @@ class Store:
                     return None
         return None
 
+    async def has_unclaimed(self) -> bool:
+        """True when a queued job waits for the dispatcher (no ComfyUI has it yet)."""
+        return await self._lane.first(_OLDEST_UNCLAIMED) is not None
+
     async def dispatched_jobs(self) -> list[JobRow]:
         """Jobs handed to a ComfyUI and not finished (what a restart must re-attach)."""
         query = (
