@@ -11,7 +11,7 @@ from comfykit.server.store.models import (
     UploadRow,
     utcnow,
 )
-from comfykit.server.store.repository import FINISHED, Store, migrate
+from comfykit.server.store.repository import FINISHED, Store, Transaction, migrate
 
 __all__ = [
     "FINISHED",
@@ -22,6 +22,7 @@ __all__ = [
     "JobRow",
     "Store",
     "TemplateRow",
+    "Transaction",
     "UploadRow",
     "migrate",
     "utcnow",
