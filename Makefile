@@ -10,7 +10,7 @@ PY_MIN_BIN ?= $(or $(lastword $(wildcard $(HOME)/.pyenv/versions/$(PY_MIN).*/bin
 VENV_MIN   := .venv-py$(PY_MIN)
 STAMP_MIN  := $(VENV_MIN)/.installed-stamp
 
-.PHONY: install comfyui demo serve test lint typecheck docs unit unit-min integration bench unasync clean
+.PHONY: install comfyui demo serve test lint typecheck docs unit unit-min integration bench bench-pool unasync clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ test: comfyui lint typecheck docs unit-min
 
 bench: comfyui
 	$(BIN)/python bench/bench_client.py
+
+## The pool: jobs/s with 1-4 ComfyUI servers against K x one server's (bench/README.md).
+bench-pool: comfyui
+	$(BIN)/python bench/bench_pool.py
 
 unasync: $(STAMP)
 	$(BIN)/python scripts/unasync.py

@@ -51,3 +51,25 @@ def test_split_placement_needs_the_benchmarks_own_server() -> None:
     )
     assert done.returncode != 0
     assert "--placement split needs the benchmark's own server" in done.stderr
+
+
+POOL_BENCH = BENCH.with_name("bench_pool.py")
+
+
+def test_quick_pool_benchmark_run(comfyui_url: str, tmp_path: Path) -> None:
+    """bench_pool.py end to end (it starts its own servers; its numbers are not judged here)."""
+    del comfyui_url  # only for the skip: the harness must be able to start servers
+    out = tmp_path / "pool.json"
+    done = subprocess.run(
+        [sys.executable, str(POOL_BENCH), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr[-2000:]  # 1: a ratio under the target
+    results = json.loads(out.read_text())["results"]
+    assert [row["servers"] for row in results] == [1, 2]
+    assert all(row["jobs_per_s"] > 0 and row["by_hand_jobs_per_s"] > 0 for row in results)
+    assert results[1]["jobs_per_server"] == [[5, 5]] and results[1]["ratio"] > 0
+    assert "| servers (K) |" in done.stdout

@@ -339,6 +339,32 @@ async def test_post_prompt_connect_error_twice_then_200_submits_once(
     assert queue.call_count == 0  # a refused connection never reached the server
 
 
+async def test_a_prompt_no_attempt_of_which_reached_the_server_says_so(kind: str) -> None:
+    # What lets a pool send such a job elsewhere at once (nothing can be there).
+    refused = make(kind, refused_url(), max_retries=1)
+    try:
+        with pytest.raises(ComfyConnectionError) as info:
+            await call(refused.submit(GRAPH))
+        assert info.value._not_sent
+    finally:
+        await call(refused.close())
+
+
+async def test_a_prompt_that_may_have_arrived_does_not_say_it_was_not_sent(
+    client: Client, mock: respx.MockRouter
+) -> None:
+    def answer(_request: httpx.Request) -> httpx.Response:
+        if post.call_count == 0:
+            raise httpx.ReadError("reset after the request was sent")
+        raise httpx.ConnectError("refused")
+
+    post = mock.post("/prompt").mock(side_effect=answer)
+    mock.get("/queue").mock(side_effect=httpx.ConnectError("refused"))
+    with pytest.raises(ComfyConnectionError) as info:
+        await call(client.submit(GRAPH))
+    assert post.call_count >= 2 and not info.value._not_sent
+
+
 async def test_post_prompt_400_is_a_prompt_validation_error(
     client: Client, mock: respx.MockRouter
 ) -> None:

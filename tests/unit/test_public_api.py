@@ -44,6 +44,9 @@ def test_import_is_light() -> None:
     clients = set(_modules_after("from comfykit import AsyncComfyClient, ComfyClient, Workflow"))
     assert not clients & heavy
     assert "httpx" in clients and "comfykit._sync.client" in clients
+    pools = set(_modules_after("from comfykit import AsyncComfyPool, ComfyPool"))
+    assert not pools & heavy
+    assert "comfykit._sync.pool" in pools and "comfykit._async.pool" in pools
 
 
 def test_workflow_is_public() -> None:
