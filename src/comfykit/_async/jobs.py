@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from comfykit._async._stream import AsyncEventStream
     from comfykit._types import HistoryEntry
 
-__all__ = ["AsyncJob", "AsyncJobContext", "AsyncJobHandle"]
+__all__ = ["AsyncJob", "AsyncJobContext", "AsyncJobHandle", "timeout_error"]
 
 
 class AsyncJobContext(Protocol):
@@ -83,6 +83,35 @@ class AsyncJobHandle(Protocol):
 _HISTORY_RETRIES = 20
 _POLL_MAX = 1.0
 _QUEUE_TICK = 1.0
+
+
+class _Stoppable(Protocol):
+    @property
+    def prompt_id(self) -> str: ...
+    @property
+    def status(self) -> JobStatus: ...
+    async def cancel(self) -> None: ...
+
+
+async def timeout_error(
+    job: _Stoppable, timeout: float | None, cancel: bool, where: str
+) -> JobTimeoutError:
+    """The error of a job that did not finish within ``timeout`` (on ``where``): cancelled
+    first when ``cancel``; it carries the job either way (a client's and a pool's jobs)."""
+    head = f"prompt {job.prompt_id} did not finish within {timeout} s"
+    if cancel:
+        try:
+            await job.cancel()
+        except ComfyError as exc:
+            message = f"{head}, and cancelling it failed ({exc}); it may still be running"
+            return JobTimeoutError(message, prompt_id=job.prompt_id, job=job, cancelled=False)
+        message = f"{head}; it was cancelled on {where}"
+        return JobTimeoutError(message, prompt_id=job.prompt_id, job=job, cancelled=True)
+    message = (
+        f"{head} (status: {job.status.value}); it is still {job.status.value} on {where}: "
+        "cancel it with err.job.cancel(), or wait again with err.job.result()"
+    )
+    return JobTimeoutError(message, prompt_id=job.prompt_id, job=job, cancelled=False)
 
 
 class AsyncJob:
@@ -229,20 +258,7 @@ class AsyncJob:
         return self._tracker.status
 
     async def _timed_out(self, timeout: float | None, cancel: bool) -> JobTimeoutError:
-        head = f"prompt {self.prompt_id} did not finish within {timeout} s"
-        if cancel:
-            try:
-                await self.cancel()
-            except ComfyError as exc:
-                message = f"{head}, and cancelling it failed ({exc}); it may still be running"
-                return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=False)
-            message = f"{head}; it was cancelled on the server"
-            return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=True)
-        message = (
-            f"{head} (status: {self.status.value}); it is still {self.status.value} on the "
-            "server: cancel it with err.job.cancel(), or wait again with err.job.result()"
-        )
-        return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=False)
+        return await timeout_error(self, timeout, cancel, "the server")
 
     async def result(
         self, timeout: float | None = None, *, cancel_on_timeout: bool = False

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from comfykit._async.jobs import timeout_error
 from comfykit._backends import asyncio as backend
 from comfykit._balance import ServerState
 from comfykit._exceptions import (
@@ -347,20 +348,7 @@ class AsyncPoolJob:
         )
 
     async def _timed_out(self, timeout: float | None, cancel: bool) -> JobTimeoutError:
-        head = f"prompt {self.prompt_id} did not finish within {timeout} s"
-        if cancel:
-            try:
-                await self.cancel()
-            except ComfyError as exc:
-                message = f"{head}, and cancelling it failed ({exc}); it may still be running"
-                return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=False)
-            message = f"{head}; it was cancelled"
-            return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=True)
-        message = (
-            f"{head} (status: {self.status.value}, on {self.server}); it goes on: cancel it "
-            "with err.job.cancel(), or wait again with err.job.result()"
-        )
-        return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=False)
+        return await timeout_error(self, timeout, cancel, f"the server {self.server}")
 
 
 def _remaining(deadline: float | None) -> float:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from comfykit._sync._stream import EventStream
     from comfykit._types import HistoryEntry
 
-__all__ = ["Job", "JobContext", "JobHandle"]
+__all__ = ["Job", "JobContext", "JobHandle", "timeout_error"]
 
 
 class JobContext(Protocol):
@@ -82,6 +82,35 @@ class JobHandle(Protocol):
 _HISTORY_RETRIES = 20
 _POLL_MAX = 1.0
 _QUEUE_TICK = 1.0
+
+
+class _Stoppable(Protocol):
+    @property
+    def prompt_id(self) -> str: ...
+    @property
+    def status(self) -> JobStatus: ...
+    def cancel(self) -> None: ...
+
+
+def timeout_error(
+    job: _Stoppable, timeout: float | None, cancel: bool, where: str
+) -> JobTimeoutError:
+    """The error of a job that did not finish within ``timeout`` (on ``where``): cancelled
+    first when ``cancel``; it carries the job either way (a client's and a pool's jobs)."""
+    head = f"prompt {job.prompt_id} did not finish within {timeout} s"
+    if cancel:
+        try:
+            job.cancel()
+        except ComfyError as exc:
+            message = f"{head}, and cancelling it failed ({exc}); it may still be running"
+            return JobTimeoutError(message, prompt_id=job.prompt_id, job=job, cancelled=False)
+        message = f"{head}; it was cancelled on {where}"
+        return JobTimeoutError(message, prompt_id=job.prompt_id, job=job, cancelled=True)
+    message = (
+        f"{head} (status: {job.status.value}); it is still {job.status.value} on {where}: "
+        "cancel it with err.job.cancel(), or wait again with err.job.result()"
+    )
+    return JobTimeoutError(message, prompt_id=job.prompt_id, job=job, cancelled=False)
 
 
 class Job:
@@ -226,20 +255,7 @@ class Job:
         return self._tracker.status
 
     def _timed_out(self, timeout: float | None, cancel: bool) -> JobTimeoutError:
-        head = f"prompt {self.prompt_id} did not finish within {timeout} s"
-        if cancel:
-            try:
-                self.cancel()
-            except ComfyError as exc:
-                message = f"{head}, and cancelling it failed ({exc}); it may still be running"
-                return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=False)
-            message = f"{head}; it was cancelled on the server"
-            return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=True)
-        message = (
-            f"{head} (status: {self.status.value}); it is still {self.status.value} on the "
-            "server: cancel it with err.job.cancel(), or wait again with err.job.result()"
-        )
-        return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=False)
+        return timeout_error(self, timeout, cancel, "the server")
 
     def result(self, timeout: float | None = None, *, cancel_on_timeout: bool = False) -> Result:
         """Wait for the job and return its outputs.

@@ -26,6 +26,7 @@ from comfykit._exceptions import (
     NodeProblem,
 )
 from comfykit._protocol.tracker import JobStatus
+from comfykit._sync.jobs import timeout_error
 
 if TYPE_CHECKING:
     from comfykit._protocol.events import Event
@@ -344,20 +345,7 @@ class PoolJob:
         )
 
     def _timed_out(self, timeout: float | None, cancel: bool) -> JobTimeoutError:
-        head = f"prompt {self.prompt_id} did not finish within {timeout} s"
-        if cancel:
-            try:
-                self.cancel()
-            except ComfyError as exc:
-                message = f"{head}, and cancelling it failed ({exc}); it may still be running"
-                return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=False)
-            message = f"{head}; it was cancelled"
-            return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=True)
-        message = (
-            f"{head} (status: {self.status.value}, on {self.server}); it goes on: cancel it "
-            "with err.job.cancel(), or wait again with err.job.result()"
-        )
-        return JobTimeoutError(message, prompt_id=self.prompt_id, job=self, cancelled=False)
+        return timeout_error(self, timeout, cancel, f"the server {self.server}")
 
 
 def _remaining(deadline: float | None) -> float:
