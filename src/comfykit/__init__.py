@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         NotFoundError,
         PromptValidationError,
         ServerError,
+        UnsupportedOperationError,
         WorkflowError,
         WorkflowProblem,
     )
@@ -170,6 +171,7 @@ _LAZY: dict[str, str] = {
     "SystemStats": "comfykit._types",
     "UnknownBinary": "comfykit._protocol.events",
     "UnknownEvent": "comfykit._protocol.events",
+    "UnsupportedOperationError": "comfykit._exceptions",
     "UploadedFile": "comfykit._types",
     "WorkflowError": "comfykit._exceptions",
     "WorkflowProblem": "comfykit._exceptions",
@@ -278,6 +280,7 @@ __all__ = [
     "SystemStats",
     "UnknownBinary",
     "UnknownEvent",
+    "UnsupportedOperationError",
     "UploadedFile",
     "Workflow",
     "WorkflowError",

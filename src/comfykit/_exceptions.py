@@ -35,6 +35,7 @@ __all__ = [
     "NotFoundError",
     "PromptValidationError",
     "ServerError",
+    "UnsupportedOperationError",
     "WorkflowError",
     "WorkflowProblem",
 ]
@@ -154,6 +155,30 @@ class NotFoundError(APIStatusError):
 
 class ServerError(APIStatusError):
     """HTTP 5xx: the server failed (ComfyUI also answers 500 to malformed bodies)."""
+
+
+class UnsupportedOperationError(ComfyError):
+    """The server's API cannot do what was asked; nothing was sent for it.
+
+    A client on the Comfy API v2 backend (``api="v2"``) has no node catalog, queue listing,
+    history, ``interrupt()`` of whatever runs, ``free()`` or model listing: those are ComfyUI
+    routes the v2 contract does not have.
+
+    Attributes:
+        operation: what was asked (``"queue()"``, ``"validate=True"``, ...).
+        backend: the API the client speaks (``"v2"``).
+    """
+
+    def __init__(self, operation: str, backend: str, hint: str = "") -> None:
+        self.operation = operation
+        self.backend = backend
+        self.hint = hint
+        name = {"v2": "Comfy API v2", "comfyui": "ComfyUI"}.get(backend, backend)
+        message = f"{operation} is not available on the {name} backend (api={backend!r})"
+        super().__init__(f"{message}: {hint}" if hint else message)
+
+    def __reduce__(self) -> tuple[type[UnsupportedOperationError], tuple[str, str, str]]:
+        return (type(self), (self.operation, self.backend, self.hint))
 
 
 class InputError(ComfyError, ValueError):

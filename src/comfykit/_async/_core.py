@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from comfykit._async import _v2
 from comfykit._async._stream import AsyncEventStream
 from comfykit._async.jobs import AsyncJob, AsyncJobContext
 from comfykit._async.results import AsyncResult
@@ -184,11 +185,13 @@ class AsyncClientCore:
         headers: Mapping[str, str] | None = None,
         auth: Auth | None = None,
         ws: bool = True,
-        validate: bool = True,
+        validate: bool | None = None,
         client_id: str | None = None,
         max_connections: int = 8,
         http_client: httpx.AsyncClient | None = None,
+        api: str = "comfyui",
     ) -> None:
+        self._v2 = _v2.V2State(api)
         if max_connections < 1:
             raise InputError(f"max_connections must be >= 1, got {max_connections}")
         all_headers = {
@@ -203,7 +206,8 @@ class AsyncClientCore:
             headers=all_headers,
         )
         self._use_ws = ws
-        self._validate = validate
+        self._validate = True if validate is None else validate
+        self._validate_given = validate
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
@@ -234,6 +238,16 @@ class AsyncClientCore:
     def base_url(self) -> str:
         """The server's base URL."""
         return self._options.base_url
+
+    @property
+    def api(self) -> str:
+        """The API the client speaks: ``"comfyui"`` or ``"v2"`` (``"auto"`` until its first
+        request has detected which)."""
+        return self._v2.detected or self._v2.choice
+
+    async def _speaks_v2(self) -> bool:
+        """True when the server is a Comfy API v2 one (detected on first use for ``"auto"``)."""
+        return self._v2.choice != "comfyui" and await _v2.backend_of(self) == "v2"
 
     @property
     def client_id(self) -> str:
@@ -317,6 +331,8 @@ class AsyncClientCore:
         shared = self._shared
         if shared.closed:
             raise ComfyConnectionError("the client is closed")
+        if self._v2.choice != "comfyui" and not path.startswith("/api/v2/"):
+            await _v2.require_comfyui(self, method, path)
         shared.check_loop()
         safe = method in ("GET", "HEAD", "OPTIONS") if idempotent is None else idempotent
         http = shared.http
@@ -536,6 +552,8 @@ class AsyncClientCore:
         argument: str = "data_or_path",
     ) -> UploadedFile:
         content, name = read_upload(data_or_path, filename, argument=argument)
+        if path == "/upload/image" and await self._speaks_v2():
+            return await _v2.upload(self, content, name)
         files, form = upload_form(
             name, content, subfolder=subfolder, overwrite=overwrite, type=type,
             original_ref=original_ref,
@@ -544,8 +562,9 @@ class AsyncClientCore:
         return UploadedFile.model_validate(_json(response))
 
     def view_url(self, ref: FileRef | Mapping[str, Any] | str) -> str:
-        """The ``/view`` URL of a file the server holds."""
-        return f"{self.base_url}/view?{urlencode(file_ref(ref).view_params())}"
+        """The ``/view`` URL of a file the server holds (a v2 file: its asset's content URL)."""
+        found = _v2.asset_url(ref)
+        return found or f"{self.base_url}/view?{urlencode(file_ref(ref).view_params())}"
 
     async def download(
         self,
@@ -563,9 +582,11 @@ class AsyncClientCore:
         path written. File-system failures raise ``FileSaveError`` naming ``dest``.
         """
         fref = file_ref(ref)
-        params = fref.view_params()
+        path, params = "/view", fref.view_params()
+        if await self._speaks_v2():
+            path, params = _v2.content_path(ref), {}
         if dest is None:
-            response = await self._request("GET", "/view", params=params)
+            response = await self._request("GET", path, params=params or None)
             return response.content
         writer = (
             FileWriter(dest, fref.filename, overwrite=overwrite).open()
@@ -573,7 +594,7 @@ class AsyncClientCore:
             else None
         )
         try:
-            response = await self._request("GET", "/view", params=params, stream=True)
+            response = await self._request("GET", path, params=params or None, stream=True)
             try:
                 async for chunk in response.aiter_bytes():
                     if writer is not None:
@@ -582,9 +603,7 @@ class AsyncClientCore:
                         assert not isinstance(dest, (str, Path))
                         dest.write(chunk)
             except httpx.TransportError as exc:
-                raise ComfyConnectionError(
-                    f"download of {params['filename']} broke: {exc!r}"
-                ) from exc
+                raise ComfyConnectionError(f"download of {fref.filename} broke: {exc!r}") from exc
             finally:
                 await response.aclose()
         except BaseException:
@@ -607,6 +626,8 @@ class AsyncClientCore:
 
         A file already on the server (a ``FileRef``, or a ``"sub/name.png"`` string that is not
         a local file) is used as it is; anything else is checked and uploaded first."""
+        if await self._speaks_v2():
+            return await _v2.image_ref(self, image, argument)
         if isinstance(image, FileRef):
             return image.ref
         if isinstance(image, str) and not Path(image).is_file():
@@ -682,6 +703,12 @@ class AsyncClientCore:
                 can tell whether the first attempt arrived and never queues a prompt twice).
         """
         api = prompt_to_api(prompt, params)
+        if await self._speaks_v2():
+            return await _v2.submit(
+                self, api, validate=self._validate_given if validate is None else validate,
+                extra_data=extra_data, front=front, number=number, output_nodes=output_nodes,
+                prompt_id=prompt_id,
+            )  # fmt: skip
         if self._validate if validate is None else validate:
             await self.validate(api)
         pid = prompt_id or str(uuid.uuid4())
@@ -739,7 +766,10 @@ class AsyncClientCore:
         return await job.result(timeout=timeout, cancel_on_timeout=cancel_on_timeout)
 
     def job(self, prompt_id: str) -> AsyncJob:
-        """A handle on a prompt already queued or finished (by this or another client)."""
+        """A handle on a prompt already queued or finished (by this or another client); on
+        the v2 backend (``api="v2"``, or ``"auto"`` once detected), on a job by its id."""
+        if self._v2.detected == "v2":
+            return _v2.follow(self, prompt_id)
         tracker = self._shared.stream.router.register(prompt_id)
         tracker.mark_submitted()
         return AsyncJob(self._jobs, tracker, {}, [], poll_only=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfykit._backends import asyncio as backend
-from comfykit._exceptions import ComfyError, InputError
+from comfykit._exceptions import ComfyError, InputError, UnsupportedOperationError
 from comfykit._images import BatchItem, BatchResult, GenerationResult, file_ref_of
 from comfykit._names import SAMPLER_ALIASES, resolve_choice, resolve_model
 from comfykit._progress import ProgressReporter
@@ -70,9 +70,26 @@ class AsyncGenerateMixin(abc.ABC):
     async def _image_ref(self, image: ImageInput, argument: str) -> str:
         """How a graph names ``image`` (a file on the server, or one uploaded first)."""
 
+    async def _speaks_v2(self) -> bool:
+        """True on the Comfy API v2 backend: no catalog to resolve names against, and the
+        server checks every graph itself."""
+        return False
+
     async def resolve_request(self, request: GenerationRequest) -> GenerationRequest:
-        """Fill in the seed and map model, sampler and scheduler onto what the server has."""
+        """Fill in the seed and map model, sampler and scheduler onto what the server has.
+
+        On the Comfy API v2 backend nothing can be listed: ``model`` must be given (else
+        :class:`~comfykit.UnsupportedOperationError`), sampler aliases are mapped and the
+        names are sent as they are, for the server to check."""
         client = self
+        if await client._speaks_v2():
+            if request.model is None:
+                raise UnsupportedOperationError(
+                    "model=None (picking the server's checkpoint)", "v2",
+                    "the v2 API cannot list models; pass model='name.safetensors'",
+                )  # fmt: skip
+            sampler = SAMPLER_ALIASES.get(request.sampler.lower(), request.sampler)
+            return request.with_seed().model_copy(update={"sampler": sampler})
         catalog = await client.catalog()
         checkpoints = await client.models("checkpoints")
         model = resolve_model(request.model, checkpoints)
@@ -110,7 +127,7 @@ class AsyncGenerateMixin(abc.ABC):
             live=self._use_ws,
         )
         started = time.time()
-        job = await self.submit(workflow, validate=True)
+        job = await self.submit(workflow, validate=not await self._speaks_v2())
         return await _collect(
             job, request=request, kind=kind, started=started, reporter=reporter,
             timeout=job_options.get("timeout"),
@@ -269,7 +286,8 @@ class AsyncGenerateMixin(abc.ABC):
                 try:
                     item.request = await self.resolve_request(item.request)
                     started = time.time()
-                    job = await self.submit(recipes.from_request(item.request), validate=True)
+                    local = not await self._speaks_v2()
+                    job = await self.submit(recipes.from_request(item.request), validate=local)
                     submitted.append((item, started, job))
                 except ComfyError as exc:
                     item.error = exc

@@ -178,8 +178,10 @@ class AsyncComfyPool(AsyncGenerateMixin):
         upload_cache_bytes: how many bytes of uploaded files the pool keeps to upload them
             again elsewhere; beyond that, the oldest are fetched back from a server that has
             them when needed.
-        timeout, max_retries, headers, auth, ws, validate, max_connections: the options of
-            each :class:`~comfykit.AsyncComfyClient` the pool makes.
+
+    ``timeout``, ``max_retries``, ``headers``, ``auth``, ``ws``, ``validate`` and
+    ``max_connections`` are the options of each :class:`~comfykit.AsyncComfyClient` the pool
+    makes.
 
     Use it as ``async with AsyncComfyPool([url_a, url_b]) as pool: ...`` or call :meth:`close`.
     """

@@ -57,6 +57,7 @@ from comfykit._protocol.prompt import (
 from comfykit._protocol.tracker import JobTracker
 from comfykit._retry import RETRY_STATUSES, Retry, decide, never_sent
 from comfykit._retry import delay as retry_delay
+from comfykit._sync import _v2
 from comfykit._sync._stream import EventStream
 from comfykit._sync.jobs import Job, JobContext
 from comfykit._sync.results import Result
@@ -185,11 +186,13 @@ class ClientCore:
         headers: Mapping[str, str] | None = None,
         auth: Auth | None = None,
         ws: bool = True,
-        validate: bool = True,
+        validate: bool | None = None,
         client_id: str | None = None,
         max_connections: int = 8,
         http_client: httpx.Client | None = None,
+        api: str = "comfyui",
     ) -> None:
+        self._v2 = _v2.V2State(api)
         if max_connections < 1:
             raise InputError(f"max_connections must be >= 1, got {max_connections}")
         all_headers = {
@@ -204,7 +207,8 @@ class ClientCore:
             headers=all_headers,
         )
         self._use_ws = ws
-        self._validate = validate
+        self._validate = True if validate is None else validate
+        self._validate_given = validate
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
@@ -235,6 +239,16 @@ class ClientCore:
     def base_url(self) -> str:
         """The server's base URL."""
         return self._options.base_url
+
+    @property
+    def api(self) -> str:
+        """The API the client speaks: ``"comfyui"`` or ``"v2"`` (``"auto"`` until its first
+        request has detected which)."""
+        return self._v2.detected or self._v2.choice
+
+    def _speaks_v2(self) -> bool:
+        """True when the server is a Comfy API v2 one (detected on first use for ``"auto"``)."""
+        return self._v2.choice != "comfyui" and _v2.backend_of(self) == "v2"
 
     @property
     def client_id(self) -> str:
@@ -318,6 +332,8 @@ class ClientCore:
         shared = self._shared
         if shared.closed:
             raise ComfyConnectionError("the client is closed")
+        if self._v2.choice != "comfyui" and not path.startswith("/api/v2/"):
+            _v2.require_comfyui(self, method, path)
         shared.check_loop()
         safe = method in ("GET", "HEAD", "OPTIONS") if idempotent is None else idempotent
         http = shared.http
@@ -537,6 +553,8 @@ class ClientCore:
         argument: str = "data_or_path",
     ) -> UploadedFile:
         content, name = read_upload(data_or_path, filename, argument=argument)
+        if path == "/upload/image" and self._speaks_v2():
+            return _v2.upload(self, content, name)
         files, form = upload_form(
             name, content, subfolder=subfolder, overwrite=overwrite, type=type,
             original_ref=original_ref,
@@ -545,8 +563,9 @@ class ClientCore:
         return UploadedFile.model_validate(_json(response))
 
     def view_url(self, ref: FileRef | Mapping[str, Any] | str) -> str:
-        """The ``/view`` URL of a file the server holds."""
-        return f"{self.base_url}/view?{urlencode(file_ref(ref).view_params())}"
+        """The ``/view`` URL of a file the server holds (a v2 file: its asset's content URL)."""
+        found = _v2.asset_url(ref)
+        return found or f"{self.base_url}/view?{urlencode(file_ref(ref).view_params())}"
 
     def download(
         self,
@@ -564,9 +583,11 @@ class ClientCore:
         path written. File-system failures raise ``FileSaveError`` naming ``dest``.
         """
         fref = file_ref(ref)
-        params = fref.view_params()
+        path, params = "/view", fref.view_params()
+        if self._speaks_v2():
+            path, params = _v2.content_path(ref), {}
         if dest is None:
-            response = self._request("GET", "/view", params=params)
+            response = self._request("GET", path, params=params or None)
             return response.content
         writer = (
             FileWriter(dest, fref.filename, overwrite=overwrite).open()
@@ -574,7 +595,7 @@ class ClientCore:
             else None
         )
         try:
-            response = self._request("GET", "/view", params=params, stream=True)
+            response = self._request("GET", path, params=params or None, stream=True)
             try:
                 for chunk in response.iter_bytes():
                     if writer is not None:
@@ -583,9 +604,7 @@ class ClientCore:
                         assert not isinstance(dest, (str, Path))
                         dest.write(chunk)
             except httpx.TransportError as exc:
-                raise ComfyConnectionError(
-                    f"download of {params['filename']} broke: {exc!r}"
-                ) from exc
+                raise ComfyConnectionError(f"download of {fref.filename} broke: {exc!r}") from exc
             finally:
                 response.close()
         except BaseException:
@@ -608,6 +627,8 @@ class ClientCore:
 
         A file already on the server (a ``FileRef``, or a ``"sub/name.png"`` string that is not
         a local file) is used as it is; anything else is checked and uploaded first."""
+        if self._speaks_v2():
+            return _v2.image_ref(self, image, argument)
         if isinstance(image, FileRef):
             return image.ref
         if isinstance(image, str) and not Path(image).is_file():
@@ -681,6 +702,12 @@ class ClientCore:
                 can tell whether the first attempt arrived and never queues a prompt twice).
         """
         api = prompt_to_api(prompt, params)
+        if self._speaks_v2():
+            return _v2.submit(
+                self, api, validate=self._validate_given if validate is None else validate,
+                extra_data=extra_data, front=front, number=number, output_nodes=output_nodes,
+                prompt_id=prompt_id,
+            )  # fmt: skip
         if self._validate if validate is None else validate:
             self.validate(api)
         pid = prompt_id or str(uuid.uuid4())
@@ -738,7 +765,10 @@ class ClientCore:
         return job.result(timeout=timeout, cancel_on_timeout=cancel_on_timeout)
 
     def job(self, prompt_id: str) -> Job:
-        """A handle on a prompt already queued or finished (by this or another client)."""
+        """A handle on a prompt already queued or finished (by this or another client); on
+        the v2 backend (``api="v2"``, or ``"auto"`` once detected), on a job by its id."""
+        if self._v2.detected == "v2":
+            return _v2.follow(self, prompt_id)
         tracker = self._shared.stream.router.register(prompt_id)
         tracker.mark_submitted()
         return Job(self._jobs, tracker, {}, [], poll_only=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from comfykit._backends import sync as backend
-from comfykit._exceptions import ComfyError, InputError
+from comfykit._exceptions import ComfyError, InputError, UnsupportedOperationError
 from comfykit._images import BatchItem, BatchResult, GenerationResult, file_ref_of
 from comfykit._names import SAMPLER_ALIASES, resolve_choice, resolve_model
 from comfykit._progress import ProgressReporter
@@ -71,9 +71,26 @@ class GenerateMixin(abc.ABC):
     def _image_ref(self, image: ImageInput, argument: str) -> str:
         """How a graph names ``image`` (a file on the server, or one uploaded first)."""
 
+    def _speaks_v2(self) -> bool:
+        """True on the Comfy API v2 backend: no catalog to resolve names against, and the
+        server checks every graph itself."""
+        return False
+
     def resolve_request(self, request: GenerationRequest) -> GenerationRequest:
-        """Fill in the seed and map model, sampler and scheduler onto what the server has."""
+        """Fill in the seed and map model, sampler and scheduler onto what the server has.
+
+        On the Comfy API v2 backend nothing can be listed: ``model`` must be given (else
+        :class:`~comfykit.UnsupportedOperationError`), sampler aliases are mapped and the
+        names are sent as they are, for the server to check."""
         client = self
+        if client._speaks_v2():
+            if request.model is None:
+                raise UnsupportedOperationError(
+                    "model=None (picking the server's checkpoint)", "v2",
+                    "the v2 API cannot list models; pass model='name.safetensors'",
+                )  # fmt: skip
+            sampler = SAMPLER_ALIASES.get(request.sampler.lower(), request.sampler)
+            return request.with_seed().model_copy(update={"sampler": sampler})
         catalog = client.catalog()
         checkpoints = client.models("checkpoints")
         model = resolve_model(request.model, checkpoints)
@@ -111,7 +128,7 @@ class GenerateMixin(abc.ABC):
             live=self._use_ws,
         )
         started = time.time()
-        job = self.submit(workflow, validate=True)
+        job = self.submit(workflow, validate=not self._speaks_v2())
         return _collect(
             job, request=request, kind=kind, started=started, reporter=reporter,
             timeout=job_options.get("timeout"),
@@ -266,7 +283,8 @@ class GenerateMixin(abc.ABC):
                 try:
                     item.request = self.resolve_request(item.request)
                     started = time.time()
-                    job = self.submit(recipes.from_request(item.request), validate=True)
+                    local = not self._speaks_v2()
+                    job = self.submit(recipes.from_request(item.request), validate=local)
                     submitted.append((item, started, job))
                 except ComfyError as exc:
                     item.error = exc

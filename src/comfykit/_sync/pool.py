@@ -179,8 +179,10 @@ class ComfyPool(GenerateMixin):
         upload_cache_bytes: how many bytes of uploaded files the pool keeps to upload them
             again elsewhere; beyond that, the oldest are fetched back from a server that has
             them when needed.
-        timeout, max_retries, headers, auth, ws, validate, max_connections: the options of
-            each :class:`~comfykit.ComfyClient` the pool makes.
+
+    ``timeout``, ``max_retries``, ``headers``, ``auth``, ``ws``, ``validate`` and
+    ``max_connections`` are the options of each :class:`~comfykit.ComfyClient` the pool
+    makes.
 
     Use it as ``with ComfyPool([url_a, url_b]) as pool: ...`` or call :meth:`close`.
     """
