@@ -76,7 +76,13 @@ class Compiled:
         assert isinstance(compiled, SQLCompiler)
         self.sql: str = compiled.string
         binds: list[tuple[str, bool, Any, _Processor | None]] = []
-        for name in compiled.positiontup or ():
+        expanded = getattr(compiled, "_post_compile_expanded_state", None)
+        if expanded is not None:
+            # IN lists rendered with their values: every parameter is known (and fixed)
+            for name in expanded.positiontup or ():
+                value = expanded.parameters[name]
+                binds.append((name, False, value, expanded.processors.get(name)))
+        for name in compiled.positiontup or () if expanded is None else ():
             param = compiled.binds[name]
             processor = param.type.dialect_impl(dialect).bind_processor(dialect)
             value = None if param.required else param.effective_value
