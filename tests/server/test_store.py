@@ -203,3 +203,30 @@ async def test_a_postgres_read_survives_a_dropped_connection(store: Store) -> No
         )
     again = await store.get_job(row.id)
     assert again is not None and again.id == row.id
+
+
+async def test_sqlite_checkpoints_run_off_the_event_loop(tmp_path: Path) -> None:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'wal.db'}")
+    await store.open()
+    try:
+        lane: Any = store._lane
+        # the writer (on the loop's thread) leaves the WAL's checkpoints to the thread
+        (limit,) = lane.writer.execute("PRAGMA wal_autocheckpoint").fetchone()
+        assert limit > 1000
+        row = _job()
+        await store.add_jobs([row], [])
+        for i in range(150):
+            await store.update_job(row.id, {"progress": i / 150})
+        deadline = asyncio.get_running_loop().time() + 10
+        while lane.checkpointer.runs == 0:
+            assert asyncio.get_running_loop().time() < deadline, "no checkpoint ran"
+            await asyncio.sleep(0.05)
+        # everything committed is in the database file once the WAL is checkpointed
+        (busy, frames, copied) = lane.reader.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and copied == frames
+        found = await store.get_job(row.id)
+        assert found is not None and found.progress == 149 / 150
+        thread = lane.checkpointer._thread
+    finally:
+        await store.close()
+    assert not thread.is_alive()

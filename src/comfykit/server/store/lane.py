@@ -7,7 +7,8 @@ Each statement is a SQLAlchemy Core statement built once with bind parameters
 * **SQLite** (a file): two ``sqlite3`` connections used on the event loop's thread, one that
   writes (``BEGIN IMMEDIATE`` ... ``COMMIT``) and one that reads (each read is its own
   statement, so it sees the last commit; WAL mode lets it read while the writer writes).
-  ``sqlite3`` keeps each statement prepared.
+  ``sqlite3`` keeps each statement prepared. The WAL's checkpoints (which copy it into the
+  database and wait for the disk) run in a thread of their own, not in a commit on the loop.
 * **PostgreSQL** (``postgresql+asyncpg``): an asyncpg pool opened with the engine's own
   connection arguments and JSON codecs; asyncpg prepares each statement once per connection.
 * Any other URL: the same compiled statements through the engine's connections.
@@ -26,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
     from sqlalchemy.sql.base import Executable
 
 __all__ = ["Lane", "Prepared", "Transaction", "open_lane"]
+
+log = logging.getLogger("comfykit.server.store")
 
 _Row = Sequence[Any]
 _Processor = Callable[[Any], Any]
@@ -336,6 +341,7 @@ class _SQLiteTransaction:
         try:
             if exc_type is None:
                 writer.execute("COMMIT")
+                lane.checkpointer.committed()
         finally:
             try:
                 if writer.in_transaction:
@@ -344,15 +350,83 @@ class _SQLiteTransaction:
                 lane.lock.release()
 
 
+class _Checkpointer:
+    """Runs the WAL's checkpoints of a SQLite file in a thread of its own: after every
+    ``every`` commits, and every ``interval`` seconds while there were commits. A checkpoint
+    copies the WAL into the database and syncs both to disk (milliseconds, seconds when the
+    disk is busy); done by the writer's commit, that wait would stop the event loop. The
+    WAL stays the durable log: commits are as durable as before."""
+
+    def __init__(
+        self, path: str, setup: Callable[[Any, Any], None], every: int, interval: float
+    ) -> None:
+        self._path = path
+        self._setup = setup
+        self._every = every
+        self._interval = interval
+        self._commits = 0
+        self._pending = False
+        self._wake = threading.Event()
+        self._stop = False
+        self.runs = 0
+        self._thread = threading.Thread(
+            target=self._run, name="comfykit-sqlite-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    def committed(self) -> None:
+        """Count a commit (on the loop's thread; wakes the thread every ``every``)."""
+        self._pending = True
+        self._commits += 1
+        if self._commits >= self._every:
+            self._commits = 0
+            self._wake.set()
+
+    def _run(self) -> None:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            self._setup(conn, None)
+            while True:
+                self._wake.wait(self._interval)
+                self._wake.clear()
+                if self._stop:
+                    return
+                if not self._pending:
+                    continue
+                self._pending = False
+                try:
+                    # PASSIVE: copies what no reader still needs, never waits for anyone
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.runs += 1
+                except sqlite3.Error:  # pragma: no cover - tried again on the next round
+                    log.warning("a SQLite checkpoint failed", exc_info=True)
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        """Stop the thread (a checkpoint under way finishes first)."""
+        self._stop = True
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+
 class _SQLiteLane(Lane):
     """A SQLite file: a writer and a reader connection, used on the event loop's thread (a
-    statement takes microseconds, less than handing it to a thread and back)."""
+    statement takes microseconds, less than handing it to a thread and back), and a thread
+    that checkpoints the WAL (:class:`_Checkpointer`)."""
+
+    #: Pages the WAL may grow to before the writer checkpoints it itself (SQLite's own
+    #: automatic checkpoint; the default is 1000): only when the checkpoint thread falls far
+    #: behind.
+    WRITER_AUTOCHECKPOINT = 20000
 
     def __init__(self, dialect: Dialect, path: str, setup: Callable[[Any, Any], None]) -> None:
         super().__init__(dialect)
         self.writer = self._connect(path, setup)
+        self.writer.execute(f"PRAGMA wal_autocheckpoint={self.WRITER_AUTOCHECKPOINT}")
         self.reader = self._connect(path, setup)
         self.lock = asyncio.Lock()
+        self.checkpointer = _Checkpointer(path, setup, every=100, interval=0.5)
 
     @staticmethod
     def _connect(path: str, setup: Callable[[Any, Any], None]) -> sqlite3.Connection:
@@ -369,7 +443,8 @@ class _SQLiteLane(Lane):
         return self.reader.execute(sql, args).fetchall()
 
     async def close(self) -> None:
-        """Close both connections."""
+        """Stop the checkpoints and close both connections."""
+        self.checkpointer.close()
         self.writer.close()
         self.reader.close()
 
