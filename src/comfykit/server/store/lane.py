@@ -31,7 +31,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -295,7 +295,7 @@ class Lane:
         rows = await self.fetch(statement, params)
         return rows[0] if rows else None
 
-    def transaction(self) -> Any:
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """``async with lane.transaction() as tx:`` one transaction (:class:`Transaction`)."""
         raise NotImplementedError
 
@@ -317,7 +317,7 @@ class _SQLiteConnection:
         return self._conn.execute(sql, args).fetchall()
 
 
-class _SQLiteTransaction:
+class _SQLiteTransaction(AbstractAsyncContextManager[Transaction]):
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` on the writer (ROLLBACK when the block raises)."""
 
     __slots__ = ("_lane",)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, cast
 
@@ -312,7 +313,7 @@ class Store(UserQueries, LeaseQueries, V2Queries):
             raise RuntimeError("the store is not open")
         return self._lane_
 
-    def transaction(self) -> Any:
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
         """``async with store.transaction() as tx:`` one transaction of the store's fast lane
         (a :class:`Transaction`: run Core statements and insert rows on it)."""
         return self._lane.transaction()
