@@ -508,17 +508,14 @@ class _PostgresLane(Lane):
             yield Transaction(self, _AsyncpgConnection(conn))
 
     async def _read(self, sql: str, args: Sequence[Any]) -> Sequence[_Row]:
-        for attempt in range(2):
-            async with self.pool.acquire() as conn:
-                try:
-                    rows: Sequence[_Row] = await conn.fetch(sql, *args)
-                    return rows
-                except Exception:
-                    # a connection the server dropped fails its statement and leaves the pool
-                    # closed; a read is safe to try once more on a fresh one
-                    if attempt or not conn.is_closed():
-                        raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        try:
+            rows: Sequence[_Row] = await self.pool.fetch(sql, *args)
+        except Exception:
+            # A connection the server dropped fails its statement (as one of several errors)
+            # and leaves the pool. A read is safe to make once more, on another connection; an
+            # error of the statement itself comes back the second time.
+            rows = await self.pool.fetch(sql, *args)
+        return rows
 
     async def close(self) -> None:
         """Close the pool."""
