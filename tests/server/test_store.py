@@ -141,6 +141,9 @@ async def test_updates_claims_and_events(store: Store) -> None:
     bumped, _ = await store.update_job(first.id, {"attempts": JobRow.attempts + 10})
     assert bumped is not None and bumped.attempts == 11
     assert await store.update_job(str(uuid.uuid4()), {"progress": 1.0}) == (None, None)
+    assert await store.update_job(first.id, {"progress": 1.0}, only_if_status=[]) == (None, None)
+    with pytest.raises(ValueError, match="no attribute"):
+        await store.update_job(first.id, {"not_a_column": 1})
     second_claim = await store.claim_next("http://b")
     assert second_claim is not None and second_claim.id == second.id
     assert await store.claim_next("http://b") is None

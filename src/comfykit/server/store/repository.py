@@ -16,6 +16,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     event,
+    false,
     func,
     insert,
     or_,
@@ -117,6 +118,7 @@ def _adhoc_update(
     job_id: str, values: dict[str, Any], statuses: tuple[str, ...] | None, undispatched: bool
 ) -> Any:
     """``update_job``'s statement when a value is a SQL expression (compiled per call)."""
+    _check_keys(tuple(values))
     query = (
         update(_JOBS)
         .where(_JOBS.c.id == job_id)
@@ -128,6 +130,12 @@ def _adhoc_update(
     if undispatched:
         query = query.where(_JOBS.c.server_url.is_(None))
     return query
+
+
+def _check_keys(keys: tuple[str, ...]) -> None:
+    unknown = [k for k in keys if k not in _JOB_COLUMNS]
+    if unknown:
+        raise ValueError(f"jobs have no attribute(s) {', '.join(unknown)}")
 
 
 def _job(values: dict[str, Any]) -> JobRow:
@@ -143,9 +151,7 @@ def _update_statement(
     cached = _UPDATES.get((keys, statuses, undispatched))
     if cached is not None:
         return cached
-    unknown = [k for k in keys if k not in _JOB_COLUMNS]
-    if unknown:
-        raise ValueError(f"jobs have no attribute(s) {', '.join(unknown)}")
+    _check_keys(keys)
     query = (
         update(_JOBS)
         .where(_JOBS.c.id == bindparam("job_id"))
@@ -154,7 +160,7 @@ def _update_statement(
     )
     if statuses is not None:
         # one comparison per state (an IN list would need its values at compile time)
-        query = query.where(or_(*(_JOBS.c.status == s for s in statuses)))
+        query = query.where(or_(false(), *(_JOBS.c.status == s for s in statuses)))
     if undispatched:
         query = query.where(_JOBS.c.server_url.is_(None))
     prepared = Prepared(query)
