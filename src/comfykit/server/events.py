@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["TERMINAL_EVENTS", "EventHub", "JobEvent", "follow", "sse_frame"]
@@ -21,12 +21,15 @@ TERMINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
 
 @dataclass(frozen=True)
 class JobEvent:
-    """One event of one job (``id`` is ``None`` for live-only events such as previews)."""
+    """One event of one job (``id`` is ``None`` for live-only events such as previews).
+    ``row``: the job's row as the transaction that wrote the event left it, when the publisher
+    has it (a job's end carries it, so a waiter need not read it again)."""
 
     job_id: str
     event: str
     data: dict[str, Any]
     id: int | None = None
+    row: Any = field(default=None, compare=False, repr=False)
 
 
 def sse_frame(event: JobEvent) -> bytes:
@@ -100,20 +103,24 @@ class EventHub:
             queue.get_nowait()
         queue.put_nowait(None)
 
-    async def wait_terminal(self, queue: asyncio.Queue[JobEvent | None], timeout: float) -> bool:
-        """Wait on a subscription until a terminal event (True) or ``timeout`` (False)."""
+    async def next_terminal(
+        self, queue: asyncio.Queue[JobEvent | None], timeout: float
+    ) -> tuple[bool, JobEvent | None]:
+        """Wait on a subscription until a terminal event: ``(True, the event)``, or
+        ``(True, None)`` when told to resync from the store; ``(False, None)`` after
+        ``timeout``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return False
+                return False, None
             try:
                 event = await asyncio.wait_for(queue.get(), remaining)
             except asyncio.TimeoutError:
-                return False
+                return False, None
             if event is None or event.event in TERMINAL_EVENTS:
-                return True
+                return True, event
 
 
 #: What :func:`follow` waits on between items (a tick of silence).

@@ -595,6 +595,8 @@ class Dispatcher:
     async def _follow(self, row: JobRow, handle: AsyncJob, active: _Active) -> None:
         started = row.started_at is not None
         nodes = _Nodes(row.workflow or {})
+        # the row as this follower's last write left it (``_finish`` then needs no read)
+        current: JobRow | None = None
         async for event in handle.events():
             if not started and isinstance(event, _STARTED):
                 started = True
@@ -605,6 +607,7 @@ class Dispatcher:
                     event=("started", {"job_id": row.id, "status": "processing"}),
                 )
                 if updated is not None:
+                    current = updated
                     self.hub.publish(
                         JobEvent(
                             row.id, "started", {"job_id": row.id, "status": "processing"}, event_id
@@ -637,6 +640,7 @@ class Dispatcher:
                     event=("progress", data),
                 )
                 if updated is not None:
+                    current = updated
                     self.hub.publish(JobEvent(row.id, "progress", data, event_id))
             elif isinstance(event, PreviewImage):
                 data = {
@@ -706,7 +710,7 @@ class Dispatcher:
         if handle.execution_ms is not None:
             timings["execution_ms"] = round(handle.execution_ms, 1)
         meta["timings"] = timings
-        await self._finish(row, "completed", None, outputs=outputs, meta=meta)
+        await self._finish(row, "completed", None, outputs=outputs, meta=meta, current=current)
 
     async def _commit_assets(self, row: JobRow, outputs: list[dict[str, Any]]) -> None:
         """Record the stored outputs as assets (Comfy API v2) before the job ends. A failure
@@ -731,10 +735,15 @@ class Dispatcher:
         outputs: list[dict[str, Any]] | None = None,
         meta: dict[str, Any] | None = None,
         event_data: dict[str, Any] | None = None,
+        current: JobRow | None = None,
     ) -> None:
+        """Record the job's end (only while it has not ended) and publish it. ``current``: the
+        row as the caller's own last write left it (its creation and start times), else it is
+        read."""
         now = utcnow()
         values: dict[str, Any] = {"status": status, "completed_at": now, "error": error}
-        current = await self.store.get_job(row.id)
+        if current is None:
+            current = await self.store.get_job(row.id)
         base_meta = dict(
             meta if meta is not None else (current.meta if current else row.meta) or {}
         )
@@ -766,4 +775,6 @@ class Dispatcher:
         if updated.webhook_url and self.webhooks is not None:
             self.webhooks.wake()
         self.metrics.job_duration.labels(status).observe((now - created).total_seconds())
-        self.hub.publish(JobEvent(row.id, status, data, event_id))
+        # the ended row goes with the event: a waiter answers with it (a job that has ended
+        # changes no more)
+        self.hub.publish(JobEvent(row.id, status, data, event_id, row=updated))

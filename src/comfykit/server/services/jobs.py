@@ -480,7 +480,12 @@ class JobService:
             row = await self.get(job_id)
             # a wake-up may also be "read the store" (another replica wrote an event)
             while row.status not in FINISHED and (left := deadline - loop.time()) > 0:
-                await self.hub.wait_terminal(queue, left)
+                _ended, event = await self.hub.next_terminal(queue, left)
+                # a job's end comes with its row as the ending transaction wrote it (an ended
+                # job changes no more); else the store says where it is
+                ended = event.row if event is not None else None
+                if isinstance(ended, JobRow) and ended.status in FINISHED:
+                    return ended
                 row = await self.get(job_id)
             return row
         finally:
