@@ -374,6 +374,8 @@ class Dispatcher:
                 if row is not None:
                     self._active[row.id] = _Active(row.id, url)
                     self._spawn(self._run(row, reattach=False))
+                    # let the job start (up to its submission) before the next claim
+                    await asyncio.sleep(0)
                     continue
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), 1.0)
