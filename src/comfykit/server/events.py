@@ -9,11 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["TERMINAL_EVENTS", "EventHub", "JobEvent", "follow", "sse_frame"]
+__all__ = ["TERMINAL_EVENTS", "EventHub", "JobEvent", "follow", "sse_frame", "within"]
+
+_T = TypeVar("_T")
+
+if sys.version_info >= (3, 11):
+
+    async def within(awaitable: Awaitable[_T], timeout: float) -> _T:
+        """``await awaitable`` for at most ``timeout`` seconds (``asyncio.TimeoutError``
+        after). Unlike ``asyncio.wait_for`` on Python 3.11, no task is made for it: the waiter
+        resumes as soon as what it awaits is done."""
+        async with asyncio.timeout(timeout):
+            return await awaitable
+
+else:  # pragma: no cover - Python 3.10
+
+    async def within(awaitable: Awaitable[_T], timeout: float) -> _T:
+        """``await awaitable`` for at most ``timeout`` seconds (``asyncio.TimeoutError``)."""
+        return await asyncio.wait_for(awaitable, timeout)
+
 
 #: Events after which a job's stream ends.
 TERMINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
@@ -116,7 +135,7 @@ class EventHub:
             if remaining <= 0:
                 return False, None
             try:
-                event = await asyncio.wait_for(queue.get(), remaining)
+                event = await within(queue.get(), remaining)
             except asyncio.TimeoutError:
                 return False, None
             if event is None or event.event in TERMINAL_EVENTS:
@@ -155,7 +174,7 @@ async def follow(
             wait = max(0.0, min(tick, due - loop.time()))
             item: object
             try:
-                item = await asyncio.wait_for(queue.get(), wait)
+                item = await within(queue.get(), wait)
             except asyncio.TimeoutError:
                 item = _TICK
             if item is None or loop.time() >= due:

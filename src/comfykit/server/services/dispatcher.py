@@ -44,7 +44,7 @@ from comfykit import (
 )
 from comfykit.generation import GenerationRequest
 from comfykit.graph import NodeCatalog
-from comfykit.server.events import EventHub, JobEvent
+from comfykit.server.events import EventHub, JobEvent, within
 from comfykit.server.paths import UnsafePathError, safe_relative_path, scrub_paths
 from comfykit.server.redact import redact
 from comfykit.server.services.files import StorageError
@@ -378,7 +378,7 @@ class Dispatcher:
                     await asyncio.sleep(0)
                     continue
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), 1.0)
+                await within(wake.wait(), 1.0)
 
     async def _run(self, row: JobRow, *, reattach: bool) -> None:
         url = row.server_url or ""
