@@ -28,10 +28,12 @@ from comfykit import (
     ComfyConnectionError,
     ComfyError,
     ComfyTimeoutError,
+    Executed,
     Executing,
     ExecutionCached,
     ExecutionError,
     ExecutionStart,
+    ExecutionSuccess,
     JobInterrupted,
     JobLost,
     JobTimeoutError,
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
     from comfykit import AsyncJob
     from comfykit.server.metrics import Metrics
     from comfykit.server.services.blobs import BlobStore
-    from comfykit.server.services.files import Files
+    from comfykit.server.services.files import Files, OutputPrefetch
     from comfykit.server.settings import Settings
     from comfykit.server.webhooks import WebhookWorker
 
@@ -595,6 +597,17 @@ class Dispatcher:
         await self._fail(row, "JOB_LOST", f"the job was running when it was lost: {reason}")
 
     async def _follow(self, row: JobRow, handle: AsyncJob, active: _Active) -> None:
+        # the output files ComfyUI reports are downloaded as soon as the prompt has succeeded,
+        # alongside the SDK's read of the job's history; copy_outputs takes them
+        prefetch = self.files.prefetch(row.id, self.clients[row.server_url or ""])
+        try:
+            await self._follow_events(row, handle, active, prefetch)
+        finally:
+            await prefetch.close()
+
+    async def _follow_events(
+        self, row: JobRow, handle: AsyncJob, active: _Active, prefetch: OutputPrefetch
+    ) -> None:
         started = row.started_at is not None
         nodes = _Nodes(row.workflow or {})
         # the row as this follower's last write left it (``_finish`` then needs no read)
@@ -644,6 +657,11 @@ class Dispatcher:
                 if updated is not None:
                     current = updated
                     self.hub.publish(JobEvent(row.id, "progress", data, event_id))
+            elif isinstance(event, Executed):
+                prefetch.add(event.output)
+            elif isinstance(event, ExecutionSuccess):
+                # the prompt is done: its files download alongside the SDK's history read
+                prefetch.start()
             elif isinstance(event, PreviewImage):
                 data = {
                     "job_id": row.id,
@@ -676,7 +694,7 @@ class Dispatcher:
             return
         files = [f for f in result.files if f.type == "output"] or list(result.files)
         try:
-            outputs = await self.files.copy_outputs(row.id, files)
+            outputs = await self.files.copy_outputs(row.id, files, prefetch)
             await self._commit_assets(row, outputs)
         except UnsafePathError as exc:
             log.warning("job %s: refused an output of ComfyUI: %s", row.id, exc)
