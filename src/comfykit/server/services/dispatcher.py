@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import datetime as dt
 import errno
 import logging
 import socket
@@ -92,6 +93,8 @@ class _Active:
     task: asyncio.Task[Any] | None = None
     #: A submission of the job was sent and not confirmed (it may still land on ComfyUI).
     unconfirmed: bool = False
+    #: When (``time.monotonic()``) this replica's lease on the job was taken or last renewed.
+    leased_at: float | None = None
 
 
 class _Requeued(Exception):
@@ -209,6 +212,42 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def claim_new(self, row: JobRow) -> bool:
+        """Claim a job that is about to be written, when a server has a free slot and no older
+        job waits in the service's queue: its row then goes into the store already handed to
+        that server (``server_url``, ``dispatched_at``, ``attempts``) and :meth:`run_claimed` runs
+        it, with no claim of its own. False leaves the row to the feeders (and to
+        :meth:`wake`); after True the caller calls :meth:`run_claimed`, or :meth:`release` when
+        the row was not written."""
+        if self._stopping or not self.settings.dispatch:
+            return False
+        limit = self.settings.dispatch_concurrency
+        if not any(self.up.get(u) and self._in_flight(u) < limit for u in self.clients):
+            return False
+        if await self.store.has_unclaimed():  # older jobs go first
+            return False
+        url = next((u for u in self.clients if self.up.get(u) and self._in_flight(u) < limit), None)
+        if url is None or self._stopping:
+            return False
+        leased_at = time.monotonic()
+        self._active[row.id] = _Active(row.id, url, leased_at=leased_at)  # the slot, at once
+        now = utcnow()
+        row.server_url = url
+        row.dispatched_at = now
+        row.attempts = (row.attempts or 0) + 1
+        row.lease_owner = self.replica_id
+        row.lease_expires_at = now + dt.timedelta(seconds=self.settings.lease_seconds)
+        return True
+
+    def run_claimed(self, row: JobRow) -> None:
+        """Run a job :meth:`claim_new` claimed, now that its row is written."""
+        self._spawn(self._run(row, reattach=False))
+
+    def release(self, row: JobRow) -> None:
+        """Give back the slot :meth:`claim_new` took for a row that was not written."""
+        self._active.pop(row.id, None)
+        self.wake()
+
     def wake(self) -> None:
         """Tell the feeders there may be work (a new job, a free slot)."""
         for event in self._wakes.values():
@@ -298,6 +337,7 @@ class Dispatcher:
             await asyncio.sleep(lease / 3)
             try:
                 mine = list(self._active)
+                asked = time.monotonic()
                 renewed = dict(await self.store.renew_leases(self.replica_id, mine, lease))
                 for job_id in mine:
                     active = self._active.get(job_id)
@@ -309,7 +349,9 @@ class Dispatcher:
                         log.warning("job %s: its lease passed to another replica", job_id)
                         if active.task is not None and not active.task.done():
                             active.task.cancel()
-                    elif renewed[job_id] and not active.cancel:
+                        continue
+                    active.leased_at = asked
+                    if renewed[job_id] and not active.cancel:
                         self.cancel_soon(job_id)
                 for row in await self.store.take_over(self.replica_id, lease):
                     if row.id not in self._active:
@@ -366,7 +408,10 @@ class Dispatcher:
             wake.clear()
             if self._in_flight(url) < self.settings.dispatch_concurrency:
                 try:
-                    row = await self.store.claim_next(url)
+                    leased_at = time.monotonic()
+                    row = await self.store.claim_next(
+                        url, self.replica_id, self.settings.lease_seconds
+                    )
                     failures = 0
                 except Exception:
                     failures += 1
@@ -374,7 +419,7 @@ class Dispatcher:
                     await asyncio.sleep(min(0.2 * 2**failures, 5.0))
                     continue
                 if row is not None:
-                    self._active[row.id] = _Active(row.id, url)
+                    self._active[row.id] = _Active(row.id, url, leased_at=leased_at)
                     self._spawn(self._run(row, reattach=False))
                     # let the job start (up to its submission) before the next claim
                     await asyncio.sleep(0)
@@ -387,8 +432,9 @@ class Dispatcher:
         active = self._active.setdefault(row.id, _Active(row.id, url))
         active.task = asyncio.current_task()
         try:
-            if not reattach:  # a fresh claim: this replica's lease on it
+            if not reattach and active.leased_at is None:  # a claim without its lease
                 await self.store.lease(row.id, self.replica_id, self.settings.lease_seconds)
+                active.leased_at = time.monotonic()
             await self._drive(row, active, reattach)
         except asyncio.CancelledError:
             raise
@@ -466,12 +512,10 @@ class Dispatcher:
             log.error("job %s: %s", row.id, exc)
             await self._fail(row, "STORAGE_ERROR", "an upload of the job cannot be read")
             raise _Requeued from exc
-        if self._shared and not await self.store.renew_leases(
-            self.replica_id, [row.id], self.settings.lease_seconds
-        ):
+        active = self._active.get(row.id)
+        if self._shared and not await self._hold_lease(row.id, active):
             log.warning("job %s: its lease passed to another replica before it was sent", row.id)
             raise _Requeued
-        active = self._active.get(row.id)
         try:
             if active is not None:
                 active.unconfirmed = True
@@ -488,6 +532,20 @@ class Dispatcher:
         except (WorkflowError, PromptValidationError) as exc:
             await self._fail(row, "VALIDATION_ERROR", str(exc))
             raise _Requeued from exc
+
+    async def _hold_lease(self, job_id: str, active: _Active | None) -> bool:
+        """Whether this replica holds the job's lease, with at least half of it left (a lease
+        taken or renewed that recently is not renewed again; else it is renewed now)."""
+        lease = self.settings.lease_seconds
+        if active is not None and active.leased_at is not None:
+            if time.monotonic() - active.leased_at < lease / 2:
+                return True
+        renewed_at = time.monotonic()
+        if not await self.store.renew_leases(self.replica_id, [job_id], lease):
+            return False
+        if active is not None:
+            active.leased_at = renewed_at
+        return True
 
     @property
     def _shared(self) -> bool:

@@ -94,6 +94,8 @@ _CLAIM = Prepared(
         server_url=bindparam("server_url"),
         dispatched_at=bindparam("now", type_=_JOBS.c.dispatched_at.type),
         attempts=_JOBS.c.attempts + 1,
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("lease_until", type_=_JOBS.c.lease_expires_at.type),
     )
     .returning(*_JOB_ROW)
 )
@@ -414,16 +416,30 @@ class Store(UserQueries, LeaseQueries, V2Queries):
         async with self._read() as s:
             return int((await s.execute(query)).scalar_one())
 
-    async def claim_next(self, server_url: str) -> JobRow | None:
-        """Hand the oldest job still in the service's own queue to ``server_url``."""
+    async def claim_next(
+        self, server_url: str, owner: str | None = None, lease_seconds: float = 0.0
+    ) -> JobRow | None:
+        """Hand the oldest job still in the service's own queue to ``server_url``, leased to
+        ``owner`` (a replica) for ``lease_seconds``, in one statement."""
         for _ in range(5):  # another claimer may take the row first: bounded retries
+            now = utcnow()
+            params = {
+                "server_url": server_url,
+                "now": now,
+                "owner": owner,
+                "lease_until": now + dt.timedelta(seconds=lease_seconds) if owner else None,
+            }
             async with self._lane.transaction() as tx:
-                found = await tx.first(_CLAIM, {"server_url": server_url, "now": utcnow()})
+                found = await tx.first(_CLAIM, params)
                 if found is not None:
                     return _job(found)
                 if await tx.first(_OLDEST_UNCLAIMED) is None:
                     return None
         return None
+
+    async def has_unclaimed(self) -> bool:
+        """True when a queued job waits for the dispatcher (no ComfyUI has it yet)."""
+        return await self._lane.first(_OLDEST_UNCLAIMED) is not None
 
     async def dispatched_jobs(self) -> list[JobRow]:
         """Jobs handed to a ComfyUI and not finished (what a restart must re-attach)."""
