@@ -28,7 +28,7 @@ async def test_a_job_a_server_can_take_is_written_handed_to_it(
                 "/api/v1/jobs", json={"workflow": graphs.invert()}, headers={"Prefer": "wait=60"}
             )
             assert warm.json()["status"] == "completed"  # the server is known to be up
-            first = (await http.post("/api/v1/jobs", json={"workflow": graphs.sleep(1.0)})).json()
+            first = (await http.post("/api/v1/jobs", json={"workflow": graphs.sleep(5.0)})).json()
             # written already handed to the server: one attempt, a dispatch time, its URL
             row = await state.store.get_job(first["job_id"])
             assert row is not None and row.server_url == comfyui_url and row.attempts == 1
