@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from blake3 import blake3
+
 from comfykit.server.errors import ServiceError
 from comfykit.server.paths import (
     UnsafePathError,
@@ -131,6 +133,8 @@ class _HashingSink:
         self._fh: IO[bytes] | None = None
         self._early: list[bytes] = []
         self.digest = hashlib.sha256()
+        #: The content hash of Comfy API v2 assets, made on the way too (no second read).
+        self.blake3 = blake3()
         self.size = 0
 
     def attach(self, fh: IO[bytes]) -> None:
@@ -145,6 +149,7 @@ class _HashingSink:
         else:
             self._fh.write(chunk)
         self.digest.update(chunk)
+        self.blake3.update(chunk)
         self.size += len(chunk)
         return len(chunk)
 
@@ -354,6 +359,7 @@ class Files:
                     "content_type": content_type,
                     "size": fetched.sink.size,
                     "etag": fetched.sink.digest.hexdigest()[:32],
+                    "blake3": fetched.sink.blake3.hexdigest(),
                 }
             )
         return records
