@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import func, insert, select, text, update
 
 from comfykit.server.store import JobEventRow, JobRow, Store, UploadRow, utcnow
+from comfykit.testing import PostgresServer
 
 COLUMNS = [attr.key for attr in JobRow.__mapper__.column_attrs]
 PARIS = dt.timezone(dt.timedelta(hours=2))
@@ -190,9 +192,19 @@ async def test_concurrent_transactions_do_not_mix(store: Store) -> None:
     assert {r.attempts for r in await store.jobs_by_ids([r.id for r in rows])} == {5}
 
 
-async def test_a_postgres_read_survives_a_dropped_connection(store: Store) -> None:
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL only")
+@pytest.fixture
+async def pg_store(postgres: PostgresServer) -> AsyncIterator[Store]:
+    """An open store on a fresh database of the session's PostgreSQL cluster."""
+    store = Store(postgres.create_database(f"dropped_{os.getpid()}_{uuid.uuid4().hex[:8]}"))
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def test_a_postgres_read_survives_a_dropped_connection(pg_store: Store) -> None:
+    store = pg_store
     row = _job()
     await store.add_jobs([row], [])
     assert await store.get_job(row.id) is not None
