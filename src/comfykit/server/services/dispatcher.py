@@ -757,6 +757,7 @@ class Dispatcher:
             if v2:  # a v2 job's outputs are its assets when it ends
                 await self._commit_assets(row, outputs)
         except UnsafePathError as exc:
+            await prefetch.close()  # nothing of the job is left before it ends
             log.warning("job %s: refused an output of ComfyUI: %s", row.id, exc)
             await self._fail(
                 row, "UNSAFE_PATH",
@@ -765,6 +766,7 @@ class Dispatcher:
             )  # fmt: skip
             return
         except (OSError, StorageError) as exc:
+            await prefetch.close()
             # the details (file system paths) go to the log only
             log.error("job %s: storing the outputs failed: %r", row.id, exc)
             code: str | None = None
