@@ -86,6 +86,12 @@ def _service(comfyui_url: str, database_url: str | None, data_dir: Path) -> Iter
                 raise SystemExit("comfykit serve did not become ready in 60 s")
             time.sleep(0.2)
         yield url
+    except BaseException:
+        # say what the service logged before the failure (its data dir is a temp dir)
+        log.flush()
+        tail = (data_dir / "serve.log").read_text(errors="replace")[-4000:]
+        sys.stderr.write(f"--- comfykit serve's log (last 4000 characters) ---\n{tail}\n")
+        raise
     finally:
         proc.terminate()
         try:

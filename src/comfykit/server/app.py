@@ -156,14 +156,16 @@ def create_router(
 
     router = APIRouter(route_class=route_class, lifespan=router_lifespan)
     for build in (
-        generate.build,
         jobs.build,
+        generate.build,
         workflows.build,
         uploads.build,
         keys.build,
         health.build,
     ):
-        # the routes themselves, not the sub-router: one flat table is matched per request
+        # the routes themselves, not the sub-router: one flat table is matched per request,
+        # in order, so the job routes (the most requested: a job's status) come first (no two
+        # groups' paths overlap, so the order changes no match)
         router.routes.extend(build(state, route_class).routes)
     router.routes.extend(v2_routes.build(state, v2_class).routes)
     router.comfykit_state = state  # type: ignore[attr-defined]

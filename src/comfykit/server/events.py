@@ -9,11 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-__all__ = ["TERMINAL_EVENTS", "EventHub", "JobEvent", "follow", "sse_frame"]
+__all__ = ["TERMINAL_EVENTS", "EventHub", "JobEvent", "follow", "sse_frame", "within"]
+
+_T = TypeVar("_T")
+
+if sys.version_info >= (3, 11):
+
+    async def within(awaitable: Awaitable[_T], timeout: float) -> _T:
+        """``await awaitable`` for at most ``timeout`` seconds (``asyncio.TimeoutError``
+        after). Unlike ``asyncio.wait_for`` on Python 3.11, no task is made for it: the waiter
+        resumes as soon as what it awaits is done."""
+        async with asyncio.timeout(timeout):
+            return await awaitable
+
+else:  # pragma: no cover - Python 3.10
+
+    async def within(awaitable: Awaitable[_T], timeout: float) -> _T:
+        """``await awaitable`` for at most ``timeout`` seconds (``asyncio.TimeoutError``)."""
+        return await asyncio.wait_for(awaitable, timeout)
+
 
 #: Events after which a job's stream ends.
 TERMINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
@@ -21,12 +40,15 @@ TERMINAL_EVENTS = frozenset({"completed", "failed", "cancelled"})
 
 @dataclass(frozen=True)
 class JobEvent:
-    """One event of one job (``id`` is ``None`` for live-only events such as previews)."""
+    """One event of one job (``id`` is ``None`` for live-only events such as previews).
+    ``row``: the job's row as the transaction that wrote the event left it, when the publisher
+    has it (a job's end carries it, so a waiter need not read it again)."""
 
     job_id: str
     event: str
     data: dict[str, Any]
     id: int | None = None
+    row: Any = field(default=None, compare=False, repr=False)
 
 
 def sse_frame(event: JobEvent) -> bytes:
@@ -100,20 +122,24 @@ class EventHub:
             queue.get_nowait()
         queue.put_nowait(None)
 
-    async def wait_terminal(self, queue: asyncio.Queue[JobEvent | None], timeout: float) -> bool:
-        """Wait on a subscription until a terminal event (True) or ``timeout`` (False)."""
+    async def next_terminal(
+        self, queue: asyncio.Queue[JobEvent | None], timeout: float
+    ) -> tuple[bool, JobEvent | None]:
+        """Wait on a subscription until a terminal event: ``(True, the event)``, or
+        ``(True, None)`` when told to resync from the store; ``(False, None)`` after
+        ``timeout``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return False
+                return False, None
             try:
-                event = await asyncio.wait_for(queue.get(), remaining)
+                event = await within(queue.get(), remaining)
             except asyncio.TimeoutError:
-                return False
+                return False, None
             if event is None or event.event in TERMINAL_EVENTS:
-                return True
+                return True, event
 
 
 #: What :func:`follow` waits on between items (a tick of silence).
@@ -148,7 +174,7 @@ async def follow(
             wait = max(0.0, min(tick, due - loop.time()))
             item: object
             try:
-                item = await asyncio.wait_for(queue.get(), wait)
+                item = await within(queue.get(), wait)
             except asyncio.TimeoutError:
                 item = _TICK
             if item is None or loop.time() >= due:

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import datetime as dt
 import errno
 import logging
 import socket
@@ -28,10 +29,12 @@ from comfykit import (
     ComfyConnectionError,
     ComfyError,
     ComfyTimeoutError,
+    Executed,
     Executing,
     ExecutionCached,
     ExecutionError,
     ExecutionStart,
+    ExecutionSuccess,
     JobInterrupted,
     JobLost,
     JobTimeoutError,
@@ -44,7 +47,7 @@ from comfykit import (
 )
 from comfykit.generation import GenerationRequest
 from comfykit.graph import NodeCatalog
-from comfykit.server.events import EventHub, JobEvent
+from comfykit.server.events import EventHub, JobEvent, within
 from comfykit.server.paths import UnsafePathError, safe_relative_path, scrub_paths
 from comfykit.server.redact import redact
 from comfykit.server.services.files import StorageError
@@ -55,7 +58,7 @@ if TYPE_CHECKING:
     from comfykit import AsyncJob
     from comfykit.server.metrics import Metrics
     from comfykit.server.services.blobs import BlobStore
-    from comfykit.server.services.files import Files
+    from comfykit.server.services.files import Files, OutputPrefetch
     from comfykit.server.settings import Settings
     from comfykit.server.webhooks import WebhookWorker
 
@@ -90,6 +93,8 @@ class _Active:
     task: asyncio.Task[Any] | None = None
     #: A submission of the job was sent and not confirmed (it may still land on ComfyUI).
     unconfirmed: bool = False
+    #: When (``time.monotonic()``) this replica's lease on the job was taken or last renewed.
+    leased_at: float | None = None
 
 
 class _Requeued(Exception):
@@ -207,6 +212,42 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def claim_new(self, row: JobRow) -> bool:
+        """Claim a job that is about to be written, when a server has a free slot and no older
+        job waits in the service's queue: its row then goes into the store already handed to
+        that server (``server_url``, ``dispatched_at``, ``attempts``) and :meth:`run_claimed` runs
+        it, with no claim of its own. False leaves the row to the feeders (and to
+        :meth:`wake`); after True the caller calls :meth:`run_claimed`, or :meth:`release` when
+        the row was not written."""
+        if self._stopping or not self.settings.dispatch:
+            return False
+        limit = self.settings.dispatch_concurrency
+        if not any(self.up.get(u) and self._in_flight(u) < limit for u in self.clients):
+            return False
+        if await self.store.has_unclaimed():  # older jobs go first
+            return False
+        url = next((u for u in self.clients if self.up.get(u) and self._in_flight(u) < limit), None)
+        if url is None or self._stopping:
+            return False
+        leased_at = time.monotonic()
+        self._active[row.id] = _Active(row.id, url, leased_at=leased_at)  # the slot, at once
+        now = utcnow()
+        row.server_url = url
+        row.dispatched_at = now
+        row.attempts = (row.attempts or 0) + 1
+        row.lease_owner = self.replica_id
+        row.lease_expires_at = now + dt.timedelta(seconds=self.settings.lease_seconds)
+        return True
+
+    def run_claimed(self, row: JobRow) -> None:
+        """Run a job :meth:`claim_new` claimed, now that its row is written."""
+        self._spawn(self._run(row, reattach=False))
+
+    def release(self, row: JobRow) -> None:
+        """Give back the slot :meth:`claim_new` took for a row that was not written."""
+        self._active.pop(row.id, None)
+        self.wake()
+
     def wake(self) -> None:
         """Tell the feeders there may be work (a new job, a free slot)."""
         for event in self._wakes.values():
@@ -296,6 +337,7 @@ class Dispatcher:
             await asyncio.sleep(lease / 3)
             try:
                 mine = list(self._active)
+                asked = time.monotonic()
                 renewed = dict(await self.store.renew_leases(self.replica_id, mine, lease))
                 for job_id in mine:
                     active = self._active.get(job_id)
@@ -307,7 +349,9 @@ class Dispatcher:
                         log.warning("job %s: its lease passed to another replica", job_id)
                         if active.task is not None and not active.task.done():
                             active.task.cancel()
-                    elif renewed[job_id] and not active.cancel:
+                        continue
+                    active.leased_at = asked
+                    if renewed[job_id] and not active.cancel:
                         self.cancel_soon(job_id)
                 for row in await self.store.take_over(self.replica_id, lease):
                     if row.id not in self._active:
@@ -364,7 +408,10 @@ class Dispatcher:
             wake.clear()
             if self._in_flight(url) < self.settings.dispatch_concurrency:
                 try:
-                    row = await self.store.claim_next(url)
+                    leased_at = time.monotonic()
+                    row = await self.store.claim_next(
+                        url, self.replica_id, self.settings.lease_seconds
+                    )
                     failures = 0
                 except Exception:
                     failures += 1
@@ -372,19 +419,22 @@ class Dispatcher:
                     await asyncio.sleep(min(0.2 * 2**failures, 5.0))
                     continue
                 if row is not None:
-                    self._active[row.id] = _Active(row.id, url)
+                    self._active[row.id] = _Active(row.id, url, leased_at=leased_at)
                     self._spawn(self._run(row, reattach=False))
+                    # let the job start (up to its submission) before the next claim
+                    await asyncio.sleep(0)
                     continue
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), 1.0)
+                await within(wake.wait(), 1.0)
 
     async def _run(self, row: JobRow, *, reattach: bool) -> None:
         url = row.server_url or ""
         active = self._active.setdefault(row.id, _Active(row.id, url))
         active.task = asyncio.current_task()
         try:
-            if not reattach:  # a fresh claim: this replica's lease on it
+            if not reattach and active.leased_at is None:  # a claim without its lease
                 await self.store.lease(row.id, self.replica_id, self.settings.lease_seconds)
+                active.leased_at = time.monotonic()
             await self._drive(row, active, reattach)
         except asyncio.CancelledError:
             raise
@@ -462,12 +512,10 @@ class Dispatcher:
             log.error("job %s: %s", row.id, exc)
             await self._fail(row, "STORAGE_ERROR", "an upload of the job cannot be read")
             raise _Requeued from exc
-        if self._shared and not await self.store.renew_leases(
-            self.replica_id, [row.id], self.settings.lease_seconds
-        ):
+        active = self._active.get(row.id)
+        if self._shared and not await self._hold_lease(row.id, active):
             log.warning("job %s: its lease passed to another replica before it was sent", row.id)
             raise _Requeued
-        active = self._active.get(row.id)
         try:
             if active is not None:
                 active.unconfirmed = True
@@ -484,6 +532,20 @@ class Dispatcher:
         except (WorkflowError, PromptValidationError) as exc:
             await self._fail(row, "VALIDATION_ERROR", str(exc))
             raise _Requeued from exc
+
+    async def _hold_lease(self, job_id: str, active: _Active | None) -> bool:
+        """Whether this replica holds the job's lease, with at least half of it left (a lease
+        taken or renewed that recently is not renewed again; else it is renewed now)."""
+        lease = self.settings.lease_seconds
+        if active is not None and active.leased_at is not None:
+            if time.monotonic() - active.leased_at < lease / 2:
+                return True
+        renewed_at = time.monotonic()
+        if not await self.store.renew_leases(self.replica_id, [job_id], lease):
+            return False
+        if active is not None:
+            active.leased_at = renewed_at
+        return True
 
     @property
     def _shared(self) -> bool:
@@ -593,8 +655,21 @@ class Dispatcher:
         await self._fail(row, "JOB_LOST", f"the job was running when it was lost: {reason}")
 
     async def _follow(self, row: JobRow, handle: AsyncJob, active: _Active) -> None:
+        # the output files ComfyUI reports are downloaded as soon as the prompt has succeeded,
+        # alongside the SDK's read of the job's history; copy_outputs takes them
+        prefetch = self.files.prefetch(row.id, self.clients[row.server_url or ""])
+        try:
+            await self._follow_events(row, handle, active, prefetch)
+        finally:
+            await prefetch.close()
+
+    async def _follow_events(
+        self, row: JobRow, handle: AsyncJob, active: _Active, prefetch: OutputPrefetch
+    ) -> None:
         started = row.started_at is not None
         nodes = _Nodes(row.workflow or {})
+        # the row as this follower's last write left it (``_finish`` then needs no read)
+        current: JobRow | None = None
         async for event in handle.events():
             if not started and isinstance(event, _STARTED):
                 started = True
@@ -605,6 +680,7 @@ class Dispatcher:
                     event=("started", {"job_id": row.id, "status": "processing"}),
                 )
                 if updated is not None:
+                    current = updated
                     self.hub.publish(
                         JobEvent(
                             row.id, "started", {"job_id": row.id, "status": "processing"}, event_id
@@ -637,7 +713,13 @@ class Dispatcher:
                     event=("progress", data),
                 )
                 if updated is not None:
+                    current = updated
                     self.hub.publish(JobEvent(row.id, "progress", data, event_id))
+            elif isinstance(event, Executed):
+                prefetch.add(event.output)
+            elif isinstance(event, ExecutionSuccess):
+                # the prompt is done: its files download alongside the SDK's history read
+                prefetch.start()
             elif isinstance(event, PreviewImage):
                 data = {
                     "job_id": row.id,
@@ -670,9 +752,12 @@ class Dispatcher:
             return
         files = [f for f in result.files if f.type == "output"] or list(result.files)
         try:
-            outputs = await self.files.copy_outputs(row.id, files)
-            await self._commit_assets(row, outputs)
+            outputs = await self.files.copy_outputs(row.id, files, prefetch)
+            v2 = (row.meta or {}).get("api") == "v2"
+            if v2:  # a v2 job's outputs are its assets when it ends
+                await self._commit_assets(row, outputs)
         except UnsafePathError as exc:
+            await prefetch.close()  # nothing of the job is left before it ends
             log.warning("job %s: refused an output of ComfyUI: %s", row.id, exc)
             await self._fail(
                 row, "UNSAFE_PATH",
@@ -681,6 +766,7 @@ class Dispatcher:
             )  # fmt: skip
             return
         except (OSError, StorageError) as exc:
+            await prefetch.close()
             # the details (file system paths) go to the log only
             log.error("job %s: storing the outputs failed: %r", row.id, exc)
             code: str | None = None
@@ -706,11 +792,14 @@ class Dispatcher:
         if handle.execution_ms is not None:
             timings["execution_ms"] = round(handle.execution_ms, 1)
         meta["timings"] = timings
-        await self._finish(row, "completed", None, outputs=outputs, meta=meta)
+        await self._finish(row, "completed", None, outputs=outputs, meta=meta, current=current)
+        if not v2:  # the others' are recorded after the job's end (and again when read)
+            self._spawn(self._commit_assets(row, outputs))
 
     async def _commit_assets(self, row: JobRow, outputs: list[dict[str, Any]]) -> None:
-        """Record the stored outputs as assets (Comfy API v2) before the job ends. A failure
-        is logged, not the job's: they are recorded again when the job is read."""
+        """Record the stored outputs as assets (Comfy API v2): a v2 job's before it ends, the
+        others' right after. A failure is logged, not the job's: they are recorded again when
+        the job is read."""
         if self.blobs is None:
             return
         try:
@@ -731,10 +820,15 @@ class Dispatcher:
         outputs: list[dict[str, Any]] | None = None,
         meta: dict[str, Any] | None = None,
         event_data: dict[str, Any] | None = None,
+        current: JobRow | None = None,
     ) -> None:
+        """Record the job's end (only while it has not ended) and publish it. ``current``: the
+        row as the caller's own last write left it (its creation and start times), else it is
+        read."""
         now = utcnow()
         values: dict[str, Any] = {"status": status, "completed_at": now, "error": error}
-        current = await self.store.get_job(row.id)
+        if current is None:
+            current = await self.store.get_job(row.id)
         base_meta = dict(
             meta if meta is not None else (current.meta if current else row.meta) or {}
         )
@@ -766,4 +860,6 @@ class Dispatcher:
         if updated.webhook_url and self.webhooks is not None:
             self.webhooks.wake()
         self.metrics.job_duration.labels(status).observe((now - created).total_seconds())
-        self.hub.publish(JobEvent(row.id, status, data, event_id))
+        # the ended row goes with the event: a waiter answers with it (a job that has ended
+        # changes no more)
+        self.hub.publish(JobEvent(row.id, status, data, event_id, row=updated))

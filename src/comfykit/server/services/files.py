@@ -8,6 +8,7 @@ reaches the file system.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -16,10 +17,12 @@ import mimetypes
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
+
+from blake3 import blake3
 
 from comfykit.server.errors import ServiceError
 from comfykit.server.paths import (
@@ -33,9 +36,9 @@ from comfykit.server.paths import (
 from comfykit.server.store import JobRow, Store, UploadRow, utcnow
 
 if TYPE_CHECKING:
-    from comfykit import AsyncOutputFile
+    from comfykit import AsyncComfyClient, AsyncOutputFile
 
-__all__ = ["CleanupReport", "Files", "StorageError", "inspect_image"]
+__all__ = ["CleanupReport", "Files", "OutputPrefetch", "StorageError", "inspect_image"]
 
 log = logging.getLogger("comfykit.server")
 
@@ -122,6 +125,141 @@ def inspect_image(data: bytes, max_pixels: int) -> tuple[str, int, int]:
     return fmt, width, height
 
 
+class _HashingSink:
+    """A binary file that also hashes (SHA-256) and counts what is written to it; what comes
+    before the file is attached waits in memory."""
+
+    def __init__(self) -> None:
+        self._fh: IO[bytes] | None = None
+        self._early: list[bytes] = []
+        self.digest = hashlib.sha256()
+        #: The content hash of Comfy API v2 assets, made on the way too (no second read).
+        self.blake3 = blake3()
+        self.size = 0
+
+    def attach(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+        for chunk in self._early:
+            fh.write(chunk)
+        self._early.clear()
+
+    def write(self, chunk: bytes) -> int:
+        if self._fh is None:
+            self._early.append(bytes(chunk))
+        else:
+            self._fh.write(chunk)
+        self.digest.update(chunk)
+        self.blake3.update(chunk)
+        self.size += len(chunk)
+        return len(chunk)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+@dataclass
+class _Fetched:
+    """A file downloaded into a temporary file, with its hash and size."""
+
+    path: Path
+    sink: _HashingSink
+
+
+async def _download(save: Callable[[IO[bytes]], Awaitable[Any]], tmp: Path) -> _Fetched:
+    """Stream a file (``save`` writes it to a binary file) into ``tmp``, hashing it. The
+    request goes out first: making the folder and the file (slow on some file systems) is
+    done while ComfyUI answers."""
+    sink = _HashingSink()
+    transfer = asyncio.ensure_future(save(cast("IO[bytes]", sink)))
+    try:
+        await asyncio.sleep(0)  # the transfer runs up to its first wait (its request sent)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        sink.attach(open(tmp, "wb"))  # closed below, on every path
+        await transfer
+        sink.close()
+    except BaseException:
+        transfer.cancel()
+        with contextlib.suppress(BaseException):  # (its error, if any, is the one raised)
+            await transfer
+        sink.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return _Fetched(tmp, sink)
+
+
+def _key(filename: str, subfolder: str | None, kind: str | None) -> tuple[str, str, str]:
+    return filename, subfolder or "", kind or "output"
+
+
+class OutputPrefetch:
+    """Downloads of one running job's output files (``type`` "output"): :meth:`add` notes
+    the files a node reports (its ``executed`` event), :meth:`start` downloads them (when the
+    prompt has succeeded), alongside the SDK's read of the job's history.
+    :meth:`Files.copy_outputs` takes the ones the result lists (a failed download is made
+    again there); :meth:`close` drops the rest and their files."""
+
+    def __init__(self, folder: Path | None, client: AsyncComfyClient) -> None:
+        self._folder = folder  # None: nothing is prefetched (copy_outputs says why)
+        self._client = client
+        self._tasks: dict[tuple[str, str, str], asyncio.Task[_Fetched]] = {}
+        self._refs: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def add(self, output: dict[str, Any]) -> None:
+        """Note the output files of one node's UI output (:meth:`start` downloads them)."""
+        for value in output.values():
+            if not isinstance(value, list):
+                continue
+            for ref in value:
+                if not isinstance(ref, dict) or not isinstance(ref.get("filename"), str):
+                    continue
+                if ref.get("type") != "output":
+                    continue
+                key = _key(ref["filename"], ref.get("subfolder"), "output")
+                if key not in self._tasks:
+                    self._refs.setdefault(key, dict(ref))
+
+    def start(self) -> None:
+        """Start downloading the files noted so far."""
+        if self._folder is None:
+            self._refs.clear()
+            return
+        for key, ref in self._refs.items():
+            name = f".prefetch-{len(self._tasks)}.part"
+            self._tasks[key] = asyncio.get_running_loop().create_task(self._fetch(ref, name))
+        self._refs.clear()
+
+    async def _fetch(self, ref: dict[str, Any], name: str) -> _Fetched:
+        async def save(dest: IO[bytes]) -> None:
+            await self._client.download(ref, dest)
+
+        assert self._folder is not None
+        return await _download(save, self._folder / name)
+
+    async def take(self, file: AsyncOutputFile) -> _Fetched | None:
+        """The downloaded file, or ``None`` (not prefetched, or its download failed)."""
+        task = self._tasks.pop(_key(file.filename, file.subfolder, file.type), None)
+        if task is None:
+            return None
+        try:
+            return await task
+        except Exception:
+            return None
+
+    async def close(self) -> None:
+        """Cancel what was not taken and delete its files."""
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, _Fetched):  # (a cancelled download removed its own file)
+                result.path.unlink(missing_ok=True)
+        if tasks and self._folder is not None:
+            with contextlib.suppress(OSError):
+                self._folder.rmdir()  # only when empty: a job whose files were never taken
+
+
 @dataclass
 class CleanupReport:
     """What a retention cleanup deleted."""
@@ -169,36 +307,46 @@ class Files:
             raise StorageError(f"refusing a storage path: {exc}") from exc
 
     # -- outputs --------------------------------------------------------------------------
+    def prefetch(self, job_id: str, client: AsyncComfyClient) -> OutputPrefetch:
+        """Downloads of a running job's output files, started as soon as its prompt ends
+        (into temporary files under generated names; :meth:`copy_outputs` checks every name
+        before it takes one)."""
+        try:
+            folder: Path | None = self.stored("outputs", job_id)
+        except StorageError:
+            folder = None  # copy_outputs fails the job with the reason
+        return OutputPrefetch(folder, client)
+
     async def copy_outputs(
-        self, job_id: str, files: Sequence[AsyncOutputFile]
+        self,
+        job_id: str,
+        files: Sequence[AsyncOutputFile],
+        prefetched: OutputPrefetch | None = None,
     ) -> list[dict[str, Any]]:
         """Download a finished job's files into the storage dir; their records.
 
         Every file's name, subfolder and type (ComfyUI's answer) is checked before anything
-        is downloaded: :class:`~comfykit.server.paths.UnsafePathError` and nothing written
-        when one is unsafe. The stored names are generated (``<index><ext>``).
+        is stored: :class:`~comfykit.server.paths.UnsafePathError` and nothing kept when one
+        is unsafe. Each file is streamed once into a temporary file, hashed on the way (its
+        ETag), and moved into place under a generated name (``<index><ext>``, replacing what
+        a previous run of the job left); a file ``prefetched`` already holds is not
+        downloaded again.
         """
         for file in files:
             safe_relative_path(file.filename, file.subfolder)
             if file.type not in _FILE_TYPES:
                 raise UnsafePathError(file.type, "is not a ComfyUI folder type", what="type")
-        folder = self.stored("outputs", job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        folder = self.stored("outputs", job_id)
         records = []
         for index, file in enumerate(files):
             suffix = Path(file.filename).suffix.lower()
             if not _SUFFIX.fullmatch(suffix):
                 suffix = ".bin"
             target = self.stored("outputs", job_id, f"{index}{suffix}")
-            written = await file.save(target) or target
-            if written.parent != folder:
-                raise StorageError(f"the output was written outside {folder.name}")
-            target = self.stored("outputs", job_id, written.name)
-            digest = hashlib.sha256()
-            with open(target, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 16), b""):
-                    digest.update(chunk)
+            fetched = await prefetched.take(file) if prefetched is not None else None
+            if fetched is None:
+                tmp = self.stored("outputs", job_id, f".{target.name}.part")
+                fetched = await _download(file.save, tmp)
+            fetched.path.replace(target)
             content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
             records.append(
                 {
@@ -209,8 +357,9 @@ class Files:
                     "node_id": file.node_id,
                     "kind": file.kind,
                     "content_type": content_type,
-                    "size": target.stat().st_size,
-                    "etag": digest.hexdigest()[:32],
+                    "size": fetched.sink.size,
+                    "etag": fetched.sink.digest.hexdigest()[:32],
+                    "blake3": fetched.sink.blake3.hexdigest(),
                 }
             )
         return records

@@ -175,7 +175,8 @@ class JobService:
         daily image quota and queue cap (429 ``QUOTA_EXCEEDED`` / ``TOO_MANY_JOBS``), checked
         in the transaction that writes them. ``guard(session)`` runs first in that transaction
         too (the Comfy API v2 routes claim an idempotency key and lock asset inputs there);
-        it raises to write nothing."""
+        it raises to write nothing. A single job that a server can take at once is written
+        already handed to it (one transaction fewer before ComfyUI hears of it)."""
         events = [
             JobEventRow(
                 job_id=r.id, event="queued", data={"job_id": r.id, "status": "queued"},
@@ -190,10 +191,19 @@ class JobService:
             for check in checks:
                 await check(session)
 
-        await self.store.add_jobs(rows, events, guard=all_checks if checks else None)
+        claimed = len(rows) == 1 and await self.dispatcher.claim_new(rows[0])
+        try:
+            await self.store.add_jobs(rows, events, guard=all_checks if checks else None)
+        except BaseException:
+            if claimed:
+                self.dispatcher.release(rows[0])
+            raise
         for r, ev in zip(rows, events, strict=True):
             self.hub.publish(JobEvent(r.id, "queued", dict(ev.data), ev.id))
-        self.dispatcher.wake()
+        if claimed:
+            self.dispatcher.run_claimed(rows[0])
+        else:
+            self.dispatcher.wake()
 
     def _limits_guard(
         self, who: Principal, rows: Sequence[JobRow]
@@ -480,7 +490,12 @@ class JobService:
             row = await self.get(job_id)
             # a wake-up may also be "read the store" (another replica wrote an event)
             while row.status not in FINISHED and (left := deadline - loop.time()) > 0:
-                await self.hub.wait_terminal(queue, left)
+                _ended, event = await self.hub.next_terminal(queue, left)
+                # a job's end comes with its row as the ending transaction wrote it (an ended
+                # job changes no more); else the store says where it is
+                ended = event.row if event is not None else None
+                if isinstance(ended, JobRow) and ended.status in FINISHED:
+                    return ended
                 row = await self.get(job_id)
             return row
         finally:

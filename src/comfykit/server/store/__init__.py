@@ -14,7 +14,7 @@ from comfykit.server.store.models import (
     UploadRow,
     utcnow,
 )
-from comfykit.server.store.repository import FINISHED, Store, migrate
+from comfykit.server.store.repository import FINISHED, Store, Transaction, migrate
 from comfykit.server.store.v2 import (
     IdempotencyKeyReused,
     KeyClaim,
@@ -38,6 +38,7 @@ __all__ = [
     "Mint",
     "Store",
     "TemplateRow",
+    "Transaction",
     "UploadRow",
     "asset_ref",
     "migrate",

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Engine,
+    Table,
     bindparam,
     create_engine,
     event,
+    false,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -22,7 +27,9 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.instrumentation import manager_of_class
 
+from comfykit.server.store.lane import Lane, Prepared, Transaction, open_lane
 from comfykit.server.store.leases import LeaseQueries
 from comfykit.server.store.models import (
     BatchRow,
@@ -36,7 +43,7 @@ from comfykit.server.store.models import (
 from comfykit.server.store.users import UserQueries
 from comfykit.server.store.v2 import V2Queries
 
-__all__ = ["ACTIVE", "FINISHED", "Store", "migrate"]
+__all__ = ["ACTIVE", "FINISHED", "Store", "Transaction", "migrate"]
 
 #: End states of a job.
 FINISHED = frozenset({"completed", "failed", "cancelled"})
@@ -60,11 +67,108 @@ async def migrate(engine: AsyncEngine) -> None:
         await conn.run_sync(_run_migrations)
 
 
-#: The most frequent statement (a job's status), built once, run without the ORM session.
-# Each column is labelled with its attribute's name (``meta`` is the column ``metadata``).
-_JOB_BY_ID = select(
-    *(attr.columns[0].label(attr.key) for attr in sa_inspect(JobRow).column_attrs)
-).where(JobRow.id == bindparam("job_id"))
+# -- the statements of a job's path, built once (the store's fast lane, store/lane.py) --------
+_JOBS = cast(Table, JobRow.__table__)
+_EVENTS = cast(Table, JobEventRow.__table__)
+#: Attribute name -> column of a job (``meta`` is the column ``metadata``).
+_JOB_COLUMNS = {attr.key: attr.columns[0] for attr in sa_inspect(JobRow).column_attrs}
+#: A whole job row, each column labelled with its attribute's name.
+_JOB_ROW = [column.label(key) for key, column in _JOB_COLUMNS.items()]
+_JOB_MANAGER = manager_of_class(JobRow)
+
+_JOB_BY_ID = Prepared(select(*_JOB_ROW).where(_JOB_COLUMNS["id"] == bindparam("job_id")))
+_QUEUED_BEFORE = Prepared(
+    select(func.count())
+    .select_from(_JOBS)
+    .where(_JOBS.c.status == "queued", _JOBS.c.seq < bindparam("seq"))
+)
+_UNCLAIMED = (_JOBS.c.status == "queued", _JOBS.c.server_url.is_(None))
+_OLDEST = select(_JOBS.c.id).where(*_UNCLAIMED).order_by(_JOBS.c.seq).limit(1)
+_OLDEST_UNCLAIMED = Prepared(_OLDEST)
+#: One statement: the oldest job of the service's queue is claimed only if it is still queued
+#: and unclaimed (another claimer may have taken it: the caller retries).
+_CLAIM = Prepared(
+    update(_JOBS)
+    .where(_JOBS.c.id == _OLDEST.scalar_subquery(), *_UNCLAIMED)
+    .values(
+        server_url=bindparam("server_url"),
+        dispatched_at=bindparam("now", type_=_JOBS.c.dispatched_at.type),
+        attempts=_JOBS.c.attempts + 1,
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("lease_until", type_=_JOBS.c.lease_expires_at.type),
+    )
+    .returning(*_JOB_ROW)
+)
+_INSERT_EVENT = Prepared(
+    insert(_EVENTS)
+    .values(
+        job_id=bindparam("job_id"),
+        event=bindparam("event"),
+        data=bindparam("data", type_=_EVENTS.c.data.type),
+        created_at=bindparam("created_at", type_=_EVENTS.c.created_at.type),
+    )
+    .returning(_EVENTS.c.id)
+)
+#: ``update_job``'s statements by (changed attributes, ``only_if_status``, ``undispatched``).
+_UPDATES: dict[tuple[tuple[str, ...], tuple[str, ...] | None, bool], Prepared] = {}
+_MAX_UPDATES = 256
+#: Connections of each pool (the engine's and, on PostgreSQL, the fast lane's).
+_POOL_SIZE = 10
+
+
+def _adhoc_update(
+    job_id: str, values: dict[str, Any], statuses: tuple[str, ...] | None, undispatched: bool
+) -> Any:
+    """``update_job``'s statement when a value is a SQL expression (compiled per call)."""
+    _check_keys(tuple(values))
+    query = (
+        update(_JOBS)
+        .where(_JOBS.c.id == job_id)
+        .values({_JOB_COLUMNS[k]: v for k, v in values.items()})
+        .returning(*_JOB_ROW)
+    )
+    if statuses is not None:
+        query = query.where(_JOBS.c.status.in_(statuses))
+    if undispatched:
+        query = query.where(_JOBS.c.server_url.is_(None))
+    return query
+
+
+def _check_keys(keys: tuple[str, ...]) -> None:
+    unknown = [k for k in keys if k not in _JOB_COLUMNS]
+    if unknown:
+        raise ValueError(f"jobs have no attribute(s) {', '.join(unknown)}")
+
+
+def _job(values: dict[str, Any]) -> JobRow:
+    """A job row from a row's values, as the ORM's loader makes one (no change history)."""
+    row: JobRow = _JOB_MANAGER.new_instance()
+    row.__dict__.update(values)
+    return row
+
+
+def _update_statement(
+    keys: tuple[str, ...], statuses: tuple[str, ...] | None, undispatched: bool
+) -> Prepared:
+    cached = _UPDATES.get((keys, statuses, undispatched))
+    if cached is not None:
+        return cached
+    _check_keys(keys)
+    query = (
+        update(_JOBS)
+        .where(_JOBS.c.id == bindparam("job_id"))
+        .values({_JOB_COLUMNS[k]: bindparam(f"v_{k}", type_=_JOB_COLUMNS[k].type) for k in keys})
+        .returning(*_JOB_ROW)
+    )
+    if statuses is not None:
+        # one comparison per state (an IN list would need its values at compile time)
+        query = query.where(or_(false(), *(_JOBS.c.status == s for s in statuses)))
+    if undispatched:
+        query = query.where(_JOBS.c.server_url.is_(None))
+    prepared = Prepared(query)
+    if len(_UPDATES) < _MAX_UPDATES:
+        _UPDATES[(keys, statuses, undispatched)] = prepared
+    return prepared
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -145,6 +249,7 @@ class Store(UserQueries, LeaseQueries, V2Queries):
         self._sync_engine: Engine | None = None
         self._reader: AsyncEngine | None = None
         self._sync_sessions: sessionmaker[Session] | None = None
+        self._lane_: Lane | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -162,8 +267,8 @@ class Store(UserQueries, LeaseQueries, V2Queries):
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         else:
             # No pre-ping (a round trip per checkout): a connection the server dropped fails
-            # its statement, is invalidated with the pool, and the read is retried once.
-            kwargs.update(pool_size=10, max_overflow=20, pool_recycle=1800)
+            # its statement and is invalidated with the pool.
+            kwargs.update(pool_size=_POOL_SIZE, max_overflow=20, pool_recycle=1800)
         engine = create_async_engine(url, **kwargs)
         if url.get_backend_name() == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -179,9 +284,13 @@ class Store(UserQueries, LeaseQueries, V2Queries):
         else:
             self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
             self._reads = async_sessionmaker(self._reader, expire_on_commit=False)
+        self._lane_ = await open_lane(engine, url, _sqlite_pragmas, pool_size=_POOL_SIZE)
 
     async def close(self) -> None:
-        """Dispose of the engine."""
+        """Close the fast lane and dispose of the engines."""
+        if self._lane_ is not None:
+            await self._lane_.close()
+            self._lane_ = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
@@ -206,17 +315,16 @@ class Store(UserQueries, LeaseQueries, V2Queries):
             raise RuntimeError("the store is not open")
         return self._reads()
 
-    async def _first(self, query: Any, params: dict[str, Any]) -> dict[str, Any] | None:
-        """The first row of a Core statement as a mapping (one statement, no ORM session)."""
-        if self._sync_engine is not None:
-            with self._sync_engine.connect() as conn:
-                found = conn.execute(query, params).first()
-        else:
-            if self._reader is None:
-                raise RuntimeError("the store is not open")
-            async with self._reader.connect() as aconn:
-                found = (await aconn.execute(query, params)).first()
-        return dict(found._mapping) if found is not None else None
+    @property
+    def _lane(self) -> Lane:
+        if self._lane_ is None:
+            raise RuntimeError("the store is not open")
+        return self._lane_
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """``async with store.transaction() as tx:`` one transaction of the store's fast lane
+        (a :class:`Transaction`: run Core statements and insert rows on it)."""
+        return self._lane.transaction()
 
     async def ping(self) -> bool:
         """True when the database answers."""
@@ -235,18 +343,25 @@ class Store(UserQueries, LeaseQueries, V2Queries):
         *,
         guard: Callable[[Any], Awaitable[None]] | None = None,
     ) -> None:
-        """Insert jobs and their first events in one transaction; ``guard(session)`` runs
-        first in the same transaction (a quota check: it raises to insert nothing)."""
+        """Insert jobs and their first events in one transaction (the rows get their ``seq``,
+        the events their ``id``, and both their defaults, as a session's flush gives them).
+        ``guard(session)`` runs first in the same transaction (a quota check: it raises to
+        insert nothing); a guarded insert goes through an ORM session, the others through the
+        store's fast lane."""
+        if guard is None:
+            async with self._lane.transaction() as tx:
+                await tx.insert(rows)
+                await tx.insert(events)
+            return
         async with self._session() as s, s.begin():
-            if guard is not None:
-                await guard(s)
+            await guard(s)
             s.add_all(rows)
             s.add_all(events)
 
     async def get_job(self, job_id: str) -> JobRow | None:
         """One job by id."""
-        mapping = await self._first(_JOB_BY_ID, {"job_id": job_id})
-        return JobRow(**mapping) if mapping is not None else None
+        found = await self._lane.first(_JOB_BY_ID, {"job_id": job_id})
+        return _job(found) if found is not None else None
 
     async def jobs_by_ids(self, ids: Sequence[str]) -> list[JobRow]:
         """Several jobs, in ``seq`` order."""
@@ -285,9 +400,9 @@ class Store(UserQueries, LeaseQueries, V2Queries):
 
     async def queue_position(self, row: JobRow) -> int:
         """1-based position of a queued job among the queued ones."""
-        query = select(func.count()).where(JobRow.status == "queued", JobRow.seq < row.seq)
-        async with self._read() as s:
-            return int((await s.execute(query)).scalar_one()) + 1
+        found = await self._lane.first(_QUEUED_BEFORE, {"seq": row.seq})
+        assert found is not None
+        return int(next(iter(found.values()))) + 1
 
     async def count_by_status(self) -> dict[str, int]:
         """How many jobs are in each state."""
@@ -301,31 +416,30 @@ class Store(UserQueries, LeaseQueries, V2Queries):
         async with self._read() as s:
             return int((await s.execute(query)).scalar_one())
 
-    async def claim_next(self, server_url: str) -> JobRow | None:
-        """Hand the oldest job still in the service's own queue to ``server_url``."""
-        oldest = (
-            select(JobRow.id)
-            .where(JobRow.status == "queued", JobRow.server_url.is_(None))
-            .order_by(JobRow.seq)
-            .limit(1)
-            .scalar_subquery()
-        )
-        # one statement: the row is claimed only if it is still queued and unclaimed
-        claim = (
-            update(JobRow)
-            .where(JobRow.id == oldest, JobRow.status == "queued", JobRow.server_url.is_(None))
-            .values(server_url=server_url, dispatched_at=utcnow(), attempts=JobRow.attempts + 1)
-            .returning(JobRow)
-            .execution_options(synchronize_session=False)
-        )
+    async def claim_next(
+        self, server_url: str, owner: str | None = None, lease_seconds: float = 0.0
+    ) -> JobRow | None:
+        """Hand the oldest job still in the service's own queue to ``server_url``, leased to
+        ``owner`` (a replica) for ``lease_seconds``, in one statement."""
         for _ in range(5):  # another claimer may take the row first: bounded retries
-            async with self._session() as s, s.begin():
-                row: JobRow | None = (await s.execute(claim)).scalar_one_or_none()
-                if row is not None:
-                    return row
-                if (await s.execute(select(oldest))).scalar_one_or_none() is None:
+            now = utcnow()
+            params = {
+                "server_url": server_url,
+                "now": now,
+                "owner": owner,
+                "lease_until": now + dt.timedelta(seconds=lease_seconds) if owner else None,
+            }
+            async with self._lane.transaction() as tx:
+                found = await tx.first(_CLAIM, params)
+                if found is not None:
+                    return _job(found)
+                if await tx.first(_OLDEST_UNCLAIMED) is None:
                     return None
         return None
+
+    async def has_unclaimed(self) -> bool:
+        """True when a queued job waits for the dispatcher (no ComfyUI has it yet)."""
+        return await self._lane.first(_OLDEST_UNCLAIMED) is not None
 
     async def dispatched_jobs(self) -> list[JobRow]:
         """Jobs handed to a ComfyUI and not finished (what a restart must re-attach)."""
@@ -351,37 +465,36 @@ class Store(UserQueries, LeaseQueries, V2Queries):
         append an event in the same transaction; ``undispatched``: only while no ComfyUI has
         it. ``deliveries`` makes the webhook deliveries of the changed row, inserted in the
         same transaction (a job never ends without its messages, nor the other way round).
-        Returns the row (``None`` when not changed) and the event id."""
-        query = update(JobRow).where(JobRow.id == job_id).values(**values)
-        if only_if_status is not None:
-            query = query.where(JobRow.status.in_(list(only_if_status)))
-        if undispatched:
-            query = query.where(JobRow.server_url.is_(None))
-        query = query.returning(JobRow).execution_options(synchronize_session=False)
-        async with self._session() as s, s.begin():
-            row: JobRow | None = (await s.execute(query)).scalar_one_or_none()
-            if row is None:
+        Returns the row as the update left it (``None`` when not changed) and the event id.
+        A value may be a SQL expression of the row's columns."""
+        statuses = tuple(only_if_status) if only_if_status is not None else None
+        params: dict[str, Any] = {"job_id": job_id}
+        if any(isinstance(v, ColumnElement) for v in values.values()):
+            query: Any = _adhoc_update(job_id, values, statuses, undispatched)
+        else:
+            query = _update_statement(tuple(values), statuses, undispatched)
+            params.update({f"v_{k}": v for k, v in values.items()})
+        async with self._lane.transaction() as tx:
+            found = await tx.first(query, params)
+            if found is None:
                 return None, None
+            row = _job(found)
             event_id = None
             if event is not None:
-                event_id = await self._insert_event(s, job_id, event[0], event[1])
+                event_id = await self._insert_event(tx, job_id, event[0], event[1])
             if deliveries is not None:
-                s.add_all(deliveries(row))
+                await tx.insert(deliveries(row))
             return row, event_id
 
     @staticmethod
-    async def _insert_event(s: Any, job_id: str, name: str, data: dict[str, Any]) -> int:
-        insert_event = (
-            insert(JobEventRow)
-            .values(job_id=job_id, event=name, data=data, created_at=utcnow())
-            .returning(JobEventRow.id)
-        )
-        return int((await s.execute(insert_event)).scalar_one())
+    async def _insert_event(tx: Transaction, job_id: str, name: str, data: dict[str, Any]) -> int:
+        params = {"job_id": job_id, "event": name, "data": data, "created_at": utcnow()}
+        return int(await tx.scalar(_INSERT_EVENT, params))
 
     async def add_event(self, job_id: str, name: str, data: dict[str, Any]) -> int:
         """Append one event to a job's stream; returns its id."""
-        async with self._session() as s, s.begin():
-            return await self._insert_event(s, job_id, name, data)
+        async with self._lane.transaction() as tx:
+            return await self._insert_event(tx, job_id, name, data)
 
     async def events_after(self, job_id: str, after: int) -> list[JobEventRow]:
         """A job's events with ids above ``after``, oldest first."""
