@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APIStatusError",
+    "AssetsUnavailableError",
     "ComfyConnectionError",
     "ComfyError",
     "ComfyTimeoutError",
@@ -183,6 +184,20 @@ class UnsupportedOperationError(ComfyError):
 
 class InputError(ComfyError, ValueError):
     """An argument given to a comfykit call is invalid; nothing was sent."""
+
+
+class AssetsUnavailableError(ComfyError):
+    """The server does not serve ``/api/assets``: a release before the assets API, or one
+    started without it (``--enable-assets`` where it is opt-in, ``--disable-assets`` where it
+    is on by default).
+
+    Attributes:
+        comfyui_version: the server's version, when ``/system_stats`` gave one.
+    """
+
+    def __init__(self, message: str, *, comfyui_version: str | None = None) -> None:
+        super().__init__(message)
+        self.comfyui_version = comfyui_version
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,17 @@ __all__ = [
     "FileRef",
     "HistoryEntry",
     "HistoryStatus",
+    "JOB_STATES",
+    "JobInfo",
+    "JobList",
+    "JobPagination",
+    "JobState",
+    "JobWorkflow",
     "MediaKind",
     "PromptResponse",
     "QueueItem",
     "QueueState",
+    "ServerCapabilities",
     "SystemInfo",
     "SystemStats",
     "UploadedFile",
@@ -209,3 +216,116 @@ class UploadedFile(FileRef):
     def name(self) -> str:
         """The stored file name (the server may rename to avoid clashes)."""
         return self.filename
+
+
+# -- ComfyUI's native jobs API (``/api/jobs``) -------------------------------------------------
+
+#: The states ``/api/jobs`` reports (``cancelled`` only on releases that have the cancel routes;
+#: older ones report an interrupted job as ``failed``).
+JobState = Literal["pending", "in_progress", "completed", "failed", "cancelled"]
+
+#: Every :data:`JobState`, in the order ComfyUI lists them.
+JOB_STATES: tuple[JobState, ...] = ("pending", "in_progress", "completed", "failed", "cancelled")
+
+
+class JobWorkflow(ComfyModel):
+    """What a job ran: the API-format graph and the ``extra_data`` it was queued with."""
+
+    prompt: dict[str, Any] = Field(default_factory=dict)
+    extra_data: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobInfo(ComfyModel):
+    """One job as ``GET /api/jobs`` lists it and ``GET /api/jobs/{id}`` details it.
+
+    On a server without those routes the client builds the same model from ``/queue`` and
+    ``/history``. ``outputs``, ``execution_status`` and ``workflow`` are filled by the detail
+    (:meth:`~comfykit.AsyncComfyClient.get_job`), not by the listing; a queued job has no
+    outputs.
+
+    Attributes:
+        id: the prompt id.
+        status: one of :data:`JobState` (kept as a string: a newer server may add states).
+        priority: the queue number (lower runs first).
+        create_time: when it was queued, in ms since the epoch (servers before the jobs API
+            do not record it).
+        execution_start_time: when it started executing, in ms since the epoch.
+        execution_end_time: when it finished, in ms since the epoch.
+        execution_error: the ``execution_error`` message of a failed job.
+        outputs_count: how many output items it produced.
+        preview_output: one output item to preview, with ``nodeId`` and ``mediaType`` added.
+        workflow_id: the id of the UI workflow it came from (``extra_pnginfo``), if any.
+    """
+
+    id: str
+    status: str
+    priority: float | None = None
+    create_time: int | None = None
+    execution_start_time: int | None = None
+    execution_end_time: int | None = None
+    execution_error: dict[str, Any] | None = None
+    outputs_count: int = 0
+    previewable_outputs_count: int | None = None
+    preview_output: dict[str, Any] | None = None
+    workflow_id: str | None = None
+    outputs: dict[str, dict[str, Any]] | None = None
+    execution_status: HistoryStatus | None = None
+    workflow: JobWorkflow | None = None
+
+    @field_validator("execution_status", mode="before")
+    @classmethod
+    def _empty_status(cls, v: Any) -> Any:
+        return None if v == {} else v
+
+    @property
+    def prompt_id(self) -> str:
+        """The prompt id (the job's ``id``)."""
+        return self.id
+
+    @property
+    def finished(self) -> bool:
+        """True once the job has ended (completed, failed or cancelled)."""
+        return self.status in ("completed", "failed", "cancelled")
+
+    @property
+    def execution_ms(self) -> int | None:
+        """How long it executed, from its start and end times."""
+        start, end = self.execution_start_time, self.execution_end_time
+        return end - start if start is not None and end is not None else None
+
+
+class JobPagination(ComfyModel):
+    """The ``pagination`` part of ``GET /api/jobs``."""
+
+    offset: int = 0
+    limit: int | None = None
+    total: int = 0
+    has_more: bool = False
+
+
+class JobList(ComfyModel):
+    """``GET /api/jobs``: one page of jobs and where it sits in the whole list."""
+
+    jobs: list[JobInfo] = Field(default_factory=list)
+    pagination: JobPagination = Field(default_factory=JobPagination)
+
+    @property
+    def prompt_ids(self) -> list[str]:
+        """The ids of this page's jobs, in its order."""
+        return [job.id for job in self.jobs]
+
+
+class ServerCapabilities(ComfyModel):
+    """What the client found the server to serve beyond the routes every release has.
+
+    Attributes:
+        comfyui_version: ``system.comfyui_version`` of ``/system_stats``.
+        jobs_api: ``GET /api/jobs`` and ``GET /api/jobs/{id}`` are used.
+        job_cancel_api: ``POST /api/jobs/{id}/cancel`` and ``POST /api/jobs/cancel`` are used.
+        assets: the server serves ``/api/assets`` (the ``assets`` flag of ``/features``).
+    """
+
+    comfyui_version: str | None = None
+    jobs_api: bool = False
+    job_cancel_api: bool = False
+    assets: bool = False

@@ -26,6 +26,7 @@ import httpx
 from comfykit._async import _v2
 from comfykit._async._stream import AsyncEventStream
 from comfykit._async.jobs import AsyncJob, AsyncJobContext
+from comfykit._async.native import NativeRoutes
 from comfykit._async.results import AsyncResult
 from comfykit._backends import asyncio as backend
 from comfykit._compat import transport_for_url
@@ -51,6 +52,7 @@ from comfykit._exceptions import (
     ServerError,
 )
 from comfykit._files import FileWriter
+from comfykit._protocol.native import NativeState, SortBy, SortOrder
 from comfykit._protocol.prompt import (
     PromptInput,
     node_errors_from_body,
@@ -64,8 +66,11 @@ from comfykit._types import (
     Features,
     FileRef,
     HistoryEntry,
+    JobInfo,
+    JobList,
     PromptResponse,
     QueueState,
+    ServerCapabilities,
     SystemStats,
     UploadedFile,
 )
@@ -116,6 +121,7 @@ class _Shared:
         self.closed = False
         self.loop: object | None = None  # the event loop the socket and pool were first used on
         self.clients = clients  # the client and its copies: the stream catches up through them
+        self.native = NativeState()  # the native routes found on the server (_async/native.py)
         if owns_http:
             stream.on_loop_end = http.aclose
         # Dropped without close(): once neither the client nor a copy of it is left, its socket,
@@ -420,6 +426,10 @@ class AsyncClientCore:
         response = await self._request("GET", path, params=params)
         return _json(response)
 
+    @property
+    def _native(self) -> NativeRoutes:
+        return NativeRoutes(self, self._shared.native)
+
     # -- routes ---------------------------------------------------------------------------
     async def system_stats(self) -> SystemStats:
         """``GET /system_stats``: versions, RAM, devices."""
@@ -491,6 +501,59 @@ class AsyncClientCore:
         """Unload models and/or drop the node cache after the current prompt."""
         body = {"unload_models": unload_models, "free_memory": free_memory}
         await self._request("POST", "/free", json=body, idempotent=True)
+
+    # -- native jobs and assets routes (_async/native.py) ----------------------------------
+    async def server_capabilities(self, *, refresh: bool = False) -> ServerCapabilities:
+        """What the server serves beyond the routes of every release: the jobs routes (from
+        the version in ``/system_stats``) and the assets API (from ``/features``).
+
+        Looked up once per client (its copies share it); ``refresh=True`` looks again."""
+        return await self._native.capabilities(refresh=refresh)
+
+    async def jobs(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        workflow_id: str | None = None,
+        sort_by: SortBy = "created_at",
+        sort_order: SortOrder = "desc",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> JobList:
+        """Queued, running and finished jobs, newest first: ``GET /api/jobs`` where the server
+        has it, else built from ``/queue`` and ``/history`` into the same model.
+
+        Args:
+            status: keep only these states (``"pending"``, ``"in_progress"``,
+                ``"completed"``, ``"failed"``, ``"cancelled"``).
+            workflow_id: keep only jobs of this UI workflow.
+            sort_by: ``"created_at"`` or ``"execution_duration"``.
+            sort_order: ``"desc"`` (default) or ``"asc"``.
+            limit: at most this many jobs (``None``: all).
+            offset: skip this many first.
+        """
+        return await self._native.list_jobs(
+            status=status, workflow_id=workflow_id, sort_by=sort_by, sort_order=sort_order,
+            limit=limit, offset=offset,
+        )  # fmt: skip
+
+    async def get_job(self, prompt_id: str) -> JobInfo | None:
+        """One job with its outputs and workflow, ``None`` if the server does not know it:
+        ``GET /api/jobs/{id}`` where the server has it, else ``/history`` and ``/queue``."""
+        return await self._native.get_job(prompt_id)
+
+    async def cancel_jobs(self, prompt_ids: str | Iterable[str]) -> bool:
+        """Cancel jobs by id, queued or running; True when at least one was.
+
+        ``POST /api/jobs/cancel`` where the server has it (ids that are already finished or
+        unknown are no-ops); else the pending ones are removed from the queue and each is
+        interrupted only if it is the one running."""
+        return await self._native.cancel_many(prompt_ids)
+
+    async def check_assets(self) -> None:
+        """Raise :class:`~comfykit.AssetsUnavailableError` unless the server serves
+        ``/api/assets`` (the ``assets`` flag of ``/features``)."""
+        await self._native.check_assets()
 
     async def models(self, folder: str | None = None) -> list[str]:
         """Model folder names, or the files of one folder (e.g. ``"checkpoints"``)."""
@@ -805,21 +868,19 @@ class AsyncClientCore:
 
     async def _prompt_known(self, prompt_id: str) -> bool:
         """True when the server has the prompt queued, running or finished."""
-        try:
-            if prompt_id in await self.queue():
-                return True
-            return bool(await self.history(prompt_id))
-        except ComfyError:
-            return False
+        return await self._native.prompt_known(prompt_id)
 
     async def _history_entry(self, prompt_id: str) -> HistoryEntry | None:
-        return (await self.history(prompt_id)).get(prompt_id)
+        return await self._native.history_entry(prompt_id)
 
     async def _reconcile(self, trackers: list[JobTracker]) -> None:
         """Catch unfinished jobs up from ``/queue`` then ``/history`` (that order is race-free:
         a prompt leaves the queue only once its history entry is written)."""
         open_ = [t for t in trackers if not t.done]
         if not open_:
+            return
+        if await self._native.reconcile(open_):  # GET /api/jobs/{id}, once known to be there
+            self._shared.stream.notify([t.prompt_id for t in open_])
             return
         queue = await self.queue()
         running = {q.prompt_id for q in queue.running}
@@ -862,8 +923,7 @@ class _JobSupport(AsyncJobContext):
         await self._client._reconcile(trackers)
 
     async def cancel(self, prompt_id: str) -> None:
-        await self._client.delete_from_queue([prompt_id])
-        await self._client.interrupt(prompt_id)
+        await self._client._native.cancel(prompt_id)
 
 
 async def _reconcile_through(
