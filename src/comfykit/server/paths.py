@@ -95,11 +95,13 @@ def safe_relative_path(name: str, subfolder: str = "") -> PurePosixPath:
     return PurePosixPath(*parts, name)
 
 
-def resolve_inside(root: Path, relative: str | PurePath) -> Path:
+def resolve_inside(
+    root: Path, relative: str | PurePath, *, resolved_root: Path | None = None
+) -> Path:
     """``root / relative`` resolved (symlinks followed); :class:`UnsafePathError` when the
-    result is not inside ``root`` (also resolved): a ``..``, an absolute part, or a symlink
-    that points out of it."""
-    base = root.resolve()
+    result is not inside ``root`` (also resolved; ``resolved_root`` when the caller has it
+    already): a ``..``, an absolute part, or a symlink that points out of it."""
+    base = resolved_root if resolved_root is not None else root.resolve()
     rel = PurePosixPath(relative) if isinstance(relative, str) else relative
     if rel.is_absolute() or _DRIVE.match(str(rel)):
         raise UnsafePathError(str(relative), "is an absolute path", what="path")

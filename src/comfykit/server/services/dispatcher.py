@@ -753,8 +753,7 @@ class Dispatcher:
         files = [f for f in result.files if f.type == "output"] or list(result.files)
         try:
             outputs = await self.files.copy_outputs(row.id, files, prefetch)
-            v2 = (row.meta or {}).get("api") == "v2"
-            if v2:  # a v2 job's outputs are its assets when it ends
+            if (row.meta or {}).get("api") == "v2":  # its outputs are assets when it ends
                 await self._commit_assets(row, outputs)
         except UnsafePathError as exc:
             await prefetch.close()  # nothing of the job is left before it ends
@@ -793,13 +792,11 @@ class Dispatcher:
             timings["execution_ms"] = round(handle.execution_ms, 1)
         meta["timings"] = timings
         await self._finish(row, "completed", None, outputs=outputs, meta=meta, current=current)
-        if not v2:  # the others' are recorded after the job's end (and again when read)
-            self._spawn(self._commit_assets(row, outputs))
 
     async def _commit_assets(self, row: JobRow, outputs: list[dict[str, Any]]) -> None:
-        """Record the stored outputs as assets (Comfy API v2): a v2 job's before it ends, the
-        others' right after. A failure is logged, not the job's: they are recorded again when
-        the job is read."""
+        """Record a v2 job's stored outputs as its assets before it ends (a v1 job's are
+        recorded when it is first read through ``/api/v2``). A failure is logged, not the
+        job's: they are recorded again when the job is read."""
         if self.blobs is None:
             return
         try:

@@ -289,6 +289,7 @@ class Files:
         self.root = root
         self.store = store
         self.max_image_pixels = max_image_pixels
+        self._root_resolved: Path | None = None
         self.outputs = root / "outputs"
         self.uploads = root / "uploads"
 
@@ -297,12 +298,19 @@ class Files:
         self.outputs.mkdir(parents=True, exist_ok=True)
         self.uploads.mkdir(parents=True, exist_ok=True)
 
+    def _resolved_root(self) -> Path:
+        # the storage dir itself is the configuration's: resolved once (what is inside it is
+        # resolved on every call)
+        if self._root_resolved is None:
+            self._root_resolved = self.root.resolve()
+        return self._root_resolved
+
     def stored(self, *parts: str) -> Path:
         """The path of ``parts`` (names the service made) in the storage dir, resolved;
         :class:`StorageError` when a part is unsafe or the path resolves outside the dir."""
         try:
             relative = PurePosixPath(*(check_segment(p, what="stored name") for p in parts))
-            return resolve_inside(self.root, relative)
+            return resolve_inside(self.root, relative, resolved_root=self._resolved_root())
         except UnsafePathError as exc:
             raise StorageError(f"refusing a storage path: {exc}") from exc
 

@@ -109,6 +109,15 @@ _INSERT_EVENT = Prepared(
     )
     .returning(_EVENTS.c.id)
 )
+#: A job that has not ended (the job's own row, locked on PostgreSQL until the transaction ends).
+_ACTIVE_JOB = Prepared(
+    select(_JOBS.c.id)
+    .where(
+        _JOBS.c.id == bindparam("job_id"),
+        or_(_JOBS.c.status == "queued", _JOBS.c.status == "processing"),
+    )
+    .with_for_update()
+)
 #: ``update_job``'s statements by (changed attributes, ``only_if_status``, ``undispatched``).
 _UPDATES: dict[tuple[tuple[str, ...], tuple[str, ...] | None, bool], Prepared] = {}
 _MAX_UPDATES = 256
@@ -495,6 +504,17 @@ class Store(UserQueries, LeaseQueries, V2Queries):
         """Append one event to a job's stream; returns its id."""
         async with self._lane.transaction() as tx:
             return await self._insert_event(tx, job_id, name, data)
+
+    async def add_event_while_active(
+        self, job_id: str, name: str, data: dict[str, Any], when: dt.datetime
+    ) -> int | None:
+        """Append an event to a job's stream unless the job has ended (nothing is written after
+        a job's end); its id, or ``None``."""
+        async with self._lane.transaction() as tx:
+            if await tx.first(_ACTIVE_JOB, {"job_id": job_id}) is None:
+                return None
+            params = {"job_id": job_id, "event": name, "data": data, "created_at": when}
+            return int(await tx.scalar(_INSERT_EVENT, params))
 
     async def events_after(self, job_id: str, after: int) -> list[JobEventRow]:
         """A job's events with ids above ``after``, oldest first."""

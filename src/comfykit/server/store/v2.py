@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import delete, func, or_, select
 
 from comfykit.server.store.models import AssetRow, BlobRow, IdempotencyKeyRow, JobEventRow, JobRow
 
@@ -354,19 +354,3 @@ class V2Queries:
         query = select(func.max(JobEventRow.id)).where(JobEventRow.job_id == job_id)
         async with self._read() as s:
             return int((await s.execute(query)).scalar_one() or 0)
-
-    async def add_event_while_active(
-        self, job_id: str, name: str, data: dict[str, Any], when: dt.datetime
-    ) -> int | None:
-        """Append an event to a job's stream unless the job has ended (nothing is written after
-        a job's end); its id, or ``None``."""
-        active = select(JobRow.id).where(JobRow.id == job_id, JobRow.status.in_(ACTIVE))
-        async with self._session() as s, s.begin():
-            if (await s.execute(active)).scalar_one_or_none() is None:
-                return None
-            query = (
-                insert(JobEventRow)
-                .values(job_id=job_id, event=name, data=data, created_at=when)
-                .returning(JobEventRow.id)
-            )
-            return int((await s.execute(query)).scalar_one())
