@@ -32,8 +32,16 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+#: What every rule's match holds: a text without any of these is left as it is (one scan).
+_TRIGGER = re.compile(r"eyJ|ck_|whsec_|://|(?i:bearer)")
+#: Set on a record once redacted (a logger's filter and then its handlers' see one record).
+_DONE = "_comfykit_redacted"
+
+
 def redact(text: str) -> str:
     """``text`` with every key, token and secret it holds replaced by ``[REDACTED]``."""
+    if _TRIGGER.search(text) is None:
+        return text
     for pattern, replacement in _RULES:
         text = pattern.sub(replacement, text)
     return text
@@ -44,6 +52,8 @@ class RedactingFilter(logging.Filter):
     or stack text; never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, _DONE, False):
+            return True
         try:
             message = record.getMessage()
         except Exception:
@@ -61,6 +71,7 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
+        setattr(record, _DONE, True)
         return True
 
 
