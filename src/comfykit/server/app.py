@@ -258,8 +258,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="comfykit service",
         version=__version__,
         description="A REST service in front of ComfyUI, built on the comfykit SDK.",
+        lifespan=router.lifespan_context,
     )
-    app.include_router(router)
+    # the router's routes themselves (one flat table to match, not a router inside the app's)
+    app.router.routes.extend(router.routes)
 
     async def on_error(request: Request, exc: Exception) -> Response:
         rid = request.scope.get(_REQUEST_ID)

@@ -350,9 +350,25 @@ class Authenticator:
             )  # fmt: skip
         return who
 
+    async def _limit(self, bucket: str, response: Response) -> None:
+        """Count a request against ``bucket``'s rate limit (429 past it); its headers."""
+        for name, value in (await self.limiter.hit(bucket)).items():
+            response.headers[name] = value
+
     def dependency(self, policy: Policy) -> Callable[..., Awaitable[Principal]]:
         """The FastAPI dependency of a route with ``policy``: identify, rate-limit, authorize;
         the caller's :class:`Principal`."""
+
+        if not self.required or self._public(policy):
+            # nobody is identified: no credentials to read (nor to document)
+            async def open_guard(request: Request, response: Response) -> Principal:
+                if self.limiter.enabled:
+                    client = request.client.host if request.client else "unknown"
+                    await self._limit(f"ip:{client}", response)
+                return self._authorize(policy, None)
+
+            open_guard.__name__ = f"require_{policy.value}"
+            return open_guard
 
         async def guard(
             request: Request,
@@ -360,15 +376,10 @@ class Authenticator:
             _bearer: BearerCredentials = None,  # declared for the OpenAPI security schemes
             api_key: ApiKeyCredentials = None,
         ) -> Principal:
-            who = None
-            if self.required and not self._public(policy):
-                who = await self.identify(request.headers.get("authorization"), api_key)
+            who = await self.identify(request.headers.get("authorization"), api_key)
             if self.limiter.enabled:
                 client = request.client.host if request.client else "unknown"
-                bucket = who.rate_key if who is not None else f"ip:{client}"
-                headers = await self.limiter.hit(bucket)
-                for name, value in headers.items():
-                    response.headers[name] = value
+                await self._limit(who.rate_key if who is not None else f"ip:{client}", response)
             return self._authorize(policy, who)
 
         guard.__name__ = f"require_{policy.value}"
