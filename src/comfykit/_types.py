@@ -6,11 +6,19 @@ fields, and dropping them would lose data.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "Asset",
+    "AssetCreated",
+    "AssetList",
+    "AssetTag",
+    "AssetTagList",
+    "AssetTagsAdded",
+    "AssetTagsRemoved",
     "ComfyModel",
     "DeviceInfo",
     "Features",
@@ -329,3 +337,84 @@ class ServerCapabilities(ComfyModel):
     jobs_api: bool = False
     job_cancel_api: bool = False
     assets: bool = False
+
+
+# -- ComfyUI's native assets API (/api/assets*, /api/tags) ------------------------------------
+
+
+class Asset(ComfyModel):
+    """One asset of ``/api/assets`` (``GET /api/assets/{id}``, an entry of the listing, or
+    what an update answers). ``id`` is the asset reference's id, which the other asset
+    calls take; ``hash`` is its content's ``blake3:<hex>``.
+
+    Fields the server leaves out (it drops ``None`` values) read as ``None``.
+    """
+
+    id: str
+    name: str
+    hash: str | None = None
+    loader_path: str | None = None
+    display_name: str | None = None
+    size: int | None = None
+    mime_type: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    preview_url: str | None = None
+    preview_id: str | None = None
+    user_metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] | None = None
+    job_id: str | None = None
+    prompt_id: str | None = None
+    created_at: datetime.datetime | None = None
+    updated_at: datetime.datetime | None = None
+    last_access_time: datetime.datetime | None = None
+
+
+class AssetCreated(Asset):
+    """What ``POST /api/assets`` and ``POST /api/assets/from-hash`` answer: the asset, and
+    whether its content was new to the server (``False``: stored already, only a new
+    reference was made)."""
+
+    created_new: bool = False
+
+
+class AssetList(ComfyModel):
+    """``GET /api/assets``: one page of assets, the number matching, and whether more follow."""
+
+    assets: list[Asset] = Field(default_factory=list)
+    total: int = 0
+    has_more: bool = False
+    next_cursor: str | None = None
+
+
+class AssetTag(ComfyModel):
+    """One tag of ``GET /api/tags`` and how many assets carry it."""
+
+    name: str
+    count: int = 0
+
+
+class AssetTagList(ComfyModel):
+    """``GET /api/tags``: one page of tags."""
+
+    tags: list[AssetTag] = Field(default_factory=list)
+    total: int = 0
+    has_more: bool = False
+
+
+class AssetTagsAdded(ComfyModel):
+    """``POST /api/assets/{id}/tags``: which tags were added, which the asset had already, and
+    all its tags now."""
+
+    added: list[str] = Field(default_factory=list)
+    already_present: list[str] = Field(default_factory=list)
+    total_tags: list[str] = Field(default_factory=list)
+
+
+class AssetTagsRemoved(ComfyModel):
+    """``DELETE /api/assets/{id}/tags``: which tags were removed, which it did not have, and
+    all its tags now."""
+
+    removed: list[str] = Field(default_factory=list)
+    not_present: list[str] = Field(default_factory=list)
+    total_tags: list[str] = Field(default_factory=list)
+    protected: list[str] = Field(default_factory=list)

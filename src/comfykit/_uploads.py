@@ -14,7 +14,15 @@ from typing import IO, Any, Union
 from comfykit._exceptions import InputError
 from comfykit._types import FileRef
 
-__all__ = ["UPLOAD_TYPES", "FileInput", "check_image", "file_ref", "read_upload", "upload_form"]
+__all__ = [
+    "UPLOAD_TYPES",
+    "FileInput",
+    "check_image",
+    "file_ref",
+    "read_file_input",
+    "read_upload",
+    "upload_form",
+]
 
 UPLOAD_TYPES = ("input", "temp", "output")
 
@@ -30,6 +38,17 @@ def read_upload(
     The content must be an image Pillow can read (its header is decoded here, so a text file
     named ``.png`` is refused before anything is sent); errors name ``argument``.
     """
+    content, name, what = read_file_input(data, filename, argument=argument)
+    check_image(content, f"{argument}: {what}")
+    return content, name
+
+
+def read_file_input(
+    data: FileInput, filename: str | None, *, argument: str = "data_or_path"
+) -> tuple[bytes, str, str]:
+    """The bytes of any file (bytes, a path, a binary file object or a PIL image), the plain
+    file name to store them under, and how errors should speak of it; errors name
+    ``argument``. Empty content is refused."""
     what = "the bytes given"
     if isinstance(data, (bytes, bytearray, memoryview)):
         content = bytes(data)
@@ -66,8 +85,7 @@ def read_upload(
         raise InputError(f"{argument}: {what} is empty")
     if "/" in name or "\\" in name or name in ("", ".", ".."):
         raise InputError(f"filename must be a plain name (use subfolder=), got {name!r}")
-    check_image(content, f"{argument}: {what}")
-    return content, name
+    return content, name, what
 
 
 def check_image(content: bytes, what: str) -> None:

@@ -15,7 +15,7 @@ import json as _jsonlib
 import logging
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ import httpx
 from comfykit._async import _v2
 from comfykit._async._stream import AsyncEventStream
 from comfykit._async.jobs import AsyncJob, AsyncJobContext
-from comfykit._async.native import NativeRoutes
+from comfykit._async.native import AssetRoutes, NativeRoutes
 from comfykit._async.results import AsyncResult
 from comfykit._backends import asyncio as backend
 from comfykit._compat import transport_for_url
@@ -52,6 +52,7 @@ from comfykit._exceptions import (
     ServerError,
 )
 from comfykit._files import FileWriter
+from comfykit._protocol.assets import AssetOrder, AssetSort, TagOrder
 from comfykit._protocol.native import NativeState, SortBy, SortOrder
 from comfykit._protocol.prompt import (
     PromptInput,
@@ -63,6 +64,12 @@ from comfykit._protocol.tracker import JobTracker
 from comfykit._retry import RETRY_STATUSES, Retry, decide, never_sent
 from comfykit._retry import delay as retry_delay
 from comfykit._types import (
+    Asset,
+    AssetCreated,
+    AssetList,
+    AssetTagList,
+    AssetTagsAdded,
+    AssetTagsRemoved,
     Features,
     FileRef,
     HistoryEntry,
@@ -322,7 +329,7 @@ class AsyncClientCore:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         files: Any = None,
-        data: Mapping[str, str] | None = None,
+        data: Mapping[str, str | list[str]] | None = None,
         idempotent: bool | None = None,
         timeout: httpx.Timeout | NotGiven = NOT_GIVEN,
         stream: bool = False,
@@ -555,6 +562,148 @@ class AsyncClientCore:
         ``/api/assets`` (the ``assets`` flag of ``/features``)."""
         await self._native.check_assets()
 
+    @property
+    def _assets(self) -> AssetRoutes:
+        return AssetRoutes(self, self._shared.native)
+
+    async def assets(
+        self,
+        *,
+        include_tags: str | Iterable[str] | None = None,
+        exclude_tags: str | Iterable[str] | None = None,
+        name_contains: str | None = None,
+        metadata_filter: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        sort: AssetSort = "created_at",
+        order: AssetOrder = "desc",
+    ) -> AssetList:
+        """One page of the server's assets: ``GET /api/assets``.
+
+        Like every asset call, it first checks that the server serves the assets API
+        (:class:`~comfykit.AssetsUnavailableError` otherwise; nothing else is sent).
+
+        Args:
+            include_tags: only assets carrying every one of these tags.
+            exclude_tags: no asset carrying any of these.
+            name_contains: only assets whose name contains this (case-insensitive).
+            metadata_filter: only assets whose ``user_metadata`` matches these keys.
+            limit: at most this many (1 to 500; ``None``: the server's default, 20).
+            offset: skip this many first.
+            sort: ``"name"``, ``"created_at"``, ``"updated_at"``, ``"size"`` or
+                ``"last_access_time"``.
+            order: ``"desc"`` (default) or ``"asc"``.
+        """
+        return await self._assets.list_assets(
+            include_tags=include_tags, exclude_tags=exclude_tags, name_contains=name_contains,
+            metadata_filter=metadata_filter, limit=limit, offset=offset, sort=sort, order=order,
+        )  # fmt: skip
+
+    async def get_asset(self, asset_id: str) -> Asset:
+        """One asset: ``GET /api/assets/{id}`` (:class:`~comfykit.NotFoundError` if there is
+        none with that id)."""
+        return await self._assets.get(asset_id)
+
+    async def download_asset(
+        self,
+        asset_id: str,
+        dest: str | Path | IO[bytes] | None = None,
+        *,
+        overwrite: bool = False,
+    ) -> bytes | Path | None:
+        """An asset's content: ``GET /api/assets/{id}/content``, as bytes or streamed into
+        ``dest`` under :meth:`download`'s save rule (in a folder, the file takes the name the
+        server gives it). Returns the path written."""
+        return await self._assets.download(asset_id, dest, overwrite=overwrite)
+
+    async def upload_asset(
+        self,
+        data_or_path: FileInput,
+        *,
+        tags: str | Iterable[str],
+        name: str | None = None,
+        user_metadata: Mapping[str, Any] | None = None,
+        filename: str | None = None,
+    ) -> AssetCreated:
+        """Upload a file (bytes, path, binary file or PIL image) as an asset: multipart
+        ``POST /api/assets``. Content the server holds already is not stored twice
+        (``created_new`` is then False).
+
+        Args:
+            tags: in order; the first is the root, ``"models"``, ``"input"`` or ``"output"``
+                (``"models"`` takes the model folder next, e.g. ``["models", "loras"]``).
+            name: the asset's name (default: the server's choice, from the file name).
+            user_metadata: a JSON object kept with the asset.
+            filename: the file name sent (default: the path's, or one made up for bytes).
+        """
+        return await self._assets.upload(
+            data_or_path, tags=tags, name=name, user_metadata=user_metadata, filename=filename
+        )
+
+    async def asset_from_hash(
+        self,
+        hash: str,
+        *,
+        name: str | None = None,
+        tags: str | Iterable[str] | None = None,
+        user_metadata: Mapping[str, Any] | None = None,
+    ) -> AssetCreated:
+        """A new asset for content the server already holds, by its ``blake3:<hex>`` hash:
+        ``POST /api/assets/from-hash`` (:class:`~comfykit.NotFoundError` if it holds none)."""
+        return await self._assets.from_hash(hash, name=name, tags=tags, user_metadata=user_metadata)
+
+    async def has_asset_hash(self, hash: str) -> bool:
+        """Whether the server holds content with this ``blake3:<hex>`` hash:
+        ``HEAD /api/assets/hash/{hash}``."""
+        return await self._assets.has_hash(hash)
+
+    async def update_asset(
+        self,
+        asset_id: str,
+        *,
+        name: str | None = None,
+        user_metadata: Mapping[str, Any] | None = None,
+    ) -> Asset:
+        """Rename an asset and/or replace its ``user_metadata``: ``PUT /api/assets/{id}``
+        (give at least one). Tags change with :meth:`add_asset_tags` and
+        :meth:`remove_asset_tags`."""
+        return await self._assets.update(asset_id, name=name, user_metadata=user_metadata)
+
+    async def delete_asset(self, asset_id: str) -> None:
+        """Delete an asset: ``DELETE /api/assets/{id}`` (:class:`~comfykit.NotFoundError` if
+        there is none with that id)."""
+        await self._assets.delete(asset_id)
+
+    async def asset_tags(
+        self,
+        *,
+        prefix: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        order: TagOrder = "count_desc",
+        include_zero: bool = True,
+    ) -> AssetTagList:
+        """The tags in use and how many assets carry each: ``GET /api/tags``.
+
+        Args:
+            prefix: only tags starting with this.
+            limit: at most this many (1 to 1000; ``None``: the server's default, 100).
+            offset: skip this many first.
+            order: ``"count_desc"`` (default) or ``"name_asc"``.
+            include_zero: also tags no asset carries any more.
+        """
+        return await self._assets.tags(
+            prefix=prefix, limit=limit, offset=offset, order=order, include_zero=include_zero
+        )
+
+    async def add_asset_tags(self, asset_id: str, tags: str | Iterable[str]) -> AssetTagsAdded:
+        """Tag an asset: ``POST /api/assets/{id}/tags``."""
+        return await self._assets.add_tags(asset_id, tags)
+
+    async def remove_asset_tags(self, asset_id: str, tags: str | Iterable[str]) -> AssetTagsRemoved:
+        """Untag an asset: ``DELETE /api/assets/{id}/tags``."""
+        return await self._assets.remove_tags(asset_id, tags)
+
     async def models(self, folder: str | None = None) -> list[str]:
         """Model folder names, or the files of one folder (e.g. ``"checkpoints"``)."""
         path = "/models" if folder is None else f"/models/{_seg(folder)}"
@@ -648,17 +797,34 @@ class AsyncClientCore:
         path, params = "/view", fref.view_params()
         if await self._speaks_v2():
             path, params = _v2.content_path(ref), {}
+        return await self._fetch(path, params, dest, name=fref.filename, overwrite=overwrite)
+
+    async def _fetch(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        dest: str | Path | IO[bytes] | None,
+        *,
+        name: str | Callable[[httpx.Response], str],
+        overwrite: bool,
+    ) -> bytes | Path | None:
+        """``GET path``: the bytes, or streamed into ``dest`` under the save rule of
+        :meth:`download`. ``name`` is the file's name, or read from the answer's headers (then
+        ``dest`` is checked once they arrive)."""
         if dest is None:
             response = await self._request("GET", path, params=params or None)
             return response.content
+        target = dest if isinstance(dest, (str, Path)) else None
         writer = (
-            FileWriter(dest, fref.filename, overwrite=overwrite).open()
-            if isinstance(dest, (str, Path))
+            FileWriter(target, name, overwrite=overwrite).open()
+            if target is not None and isinstance(name, str)
             else None
         )
         try:
             response = await self._request("GET", path, params=params or None, stream=True)
             try:
+                if target is not None and writer is None and not isinstance(name, str):
+                    writer = FileWriter(target, name(response), overwrite=overwrite).open()
                 async for chunk in response.aiter_bytes():
                     if writer is not None:
                         writer.write(chunk)
@@ -666,7 +832,8 @@ class AsyncClientCore:
                         assert not isinstance(dest, (str, Path))
                         dest.write(chunk)
             except httpx.TransportError as exc:
-                raise ComfyConnectionError(f"download of {fref.filename} broke: {exc!r}") from exc
+                label = name if isinstance(name, str) else path
+                raise ComfyConnectionError(f"download of {label} broke: {exc!r}") from exc
             finally:
                 await response.aclose()
         except BaseException:

@@ -87,6 +87,8 @@ _ROUTES: Final = (
     ("/upload/mask", "upload_mask()"),
     ("/view", "a file by name (GET /view; v2 files are assets)"),
     ("/prompt", "POST /prompt"),
+    ("/api/assets", "ComfyUI's assets API (assets(), get_asset(), upload_asset(), ...)"),
+    ("/api/tags", "asset_tags()"),
 )
 
 

@@ -1,6 +1,9 @@
 # Generated from comfykit/_async by scripts/unasync.py. Do not edit: edit _async instead.
 """ComfyUI's native jobs and assets routes, used when the server has them.
 
+:class:`AssetRoutes` sends the assets API's calls (``/api/assets*``, ``/api/tags``), each after
+the arguments are checked and :meth:`NativeRoutes.check_assets` found the API there.
+
 :class:`NativeRoutes` is a client's door to them: it looks the server up once (the version in
 ``/system_stats`` for the jobs routes, ``/features`` for the assets API; kept in the client's
 shared state, so its copies do not ask again) and answers each call from the native route, or
@@ -12,11 +15,19 @@ known, and never add a request.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from comfykit._exceptions import APIStatusError, AssetsUnavailableError, ComfyError, InputError
+from comfykit._exceptions import (
+    APIStatusError,
+    AssetsUnavailableError,
+    ComfyError,
+    InputError,
+    NotFoundError,
+)
+from comfykit._protocol import assets as wire
 from comfykit._protocol.native import (
     NativeState,
     canonical_ids,
@@ -28,7 +39,14 @@ from comfykit._protocol.native import (
     route_missing,
     statuses,
 )
+from comfykit._sync import _v2
 from comfykit._types import (
+    Asset,
+    AssetCreated,
+    AssetList,
+    AssetTagList,
+    AssetTagsAdded,
+    AssetTagsRemoved,
     Features,
     HistoryEntry,
     JobInfo,
@@ -36,14 +54,16 @@ from comfykit._types import (
     ServerCapabilities,
     SystemStats,
 )
+from comfykit._uploads import read_file_input
 
 if TYPE_CHECKING:
     import httpx
 
     from comfykit._protocol.tracker import JobTracker
     from comfykit._sync._core import ClientCore
+    from comfykit._uploads import FileInput
 
-__all__ = ["NativeRoutes"]
+__all__ = ["AssetRoutes", "NativeRoutes"]
 
 
 class NativeRoutes:
@@ -260,6 +280,159 @@ class NativeRoutes:
         if self._state.job_cancel_api is None:
             self.jobs_api()
         return bool(self._state.job_cancel_api)
+
+
+class AssetRoutes:
+    """One client's use of ComfyUI's assets API (made per call: all its state is shared).
+
+    Each call checks its arguments (:class:`~comfykit.InputError`, nothing sent), then that the
+    server serves the API (:class:`~comfykit.AssetsUnavailableError` otherwise, nothing else
+    sent), then sends its request; a 503 ``SERVICE_DISABLED`` answer (the API turned off while
+    the server runs) is an ``AssetsUnavailableError`` too."""
+
+    def __init__(self, client: ClientCore, state: NativeState) -> None:
+        self._client = client
+        self._state = state
+
+    def _unavailable(self, exc: APIStatusError, method: str, path: str) -> ComfyError:
+        if exc.status_code != 503 or not wire.service_disabled(exc.body):
+            return exc
+        self._state.assets = False
+        return AssetsUnavailableError(
+            f"{method} {path}: the assets API of {self._client.base_url} is disabled (503 "
+            "SERVICE_DISABLED): start the server with --enable-assets",
+            comfyui_version=self._state.comfyui_version,
+        )
+
+    def _ready(self, method: str, path: str) -> None:
+        """Raise unless the request can be sent: a client on the v2 backend has no ComfyUI
+        route (:class:`~comfykit.UnsupportedOperationError` naming this one), a server without
+        the assets API an :class:`AssetsUnavailableError`."""
+        if self._client._v2.choice != "comfyui":
+            _v2.require_comfyui(self._client, method, path)
+        NativeRoutes(self._client, self._state).check_assets()
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        self._ready(method, path)
+        try:
+            return self._client._request(method, path, **kwargs)
+        except APIStatusError as exc:
+            raise self._unavailable(exc, method, path) from exc
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise APIStatusError(
+                f"{method} {path}: expected JSON, got {response.text[:200]!r}",
+                status_code=response.status_code, body=response.text, response=response,
+            ) from exc  # fmt: skip
+
+    def list_assets(
+        self,
+        *,
+        include_tags: str | Iterable[str] | None,
+        exclude_tags: str | Iterable[str] | None,
+        name_contains: str | None,
+        metadata_filter: Mapping[str, Any] | None,
+        limit: int | None,
+        offset: int,
+        sort: str,
+        order: str,
+    ) -> AssetList:
+        params = wire.assets_params(
+            include_tags=include_tags, exclude_tags=exclude_tags, name_contains=name_contains,
+            metadata_filter=metadata_filter, limit=limit, offset=offset, sort=sort, order=order,
+        )  # fmt: skip
+        return AssetList.model_validate(self._json("GET", "/api/assets", params=params))
+
+    def get(self, asset_id: str) -> Asset:
+        aid = wire.asset_id(asset_id)
+        return Asset.model_validate(self._json("GET", f"/api/assets/{aid}"))
+
+    def download(
+        self, asset_id: str, dest: str | Path | IO[bytes] | None, *, overwrite: bool
+    ) -> bytes | Path | None:
+        aid = wire.asset_id(asset_id)
+        path = f"/api/assets/{aid}/content"
+        self._ready("GET", path)
+
+        def name(response: httpx.Response) -> str:
+            return wire.attachment_name(response.headers.get("content-disposition")) or aid
+
+        try:
+            return self._client._fetch(path, {}, dest, name=name, overwrite=overwrite)
+        except APIStatusError as exc:
+            raise self._unavailable(exc, "GET", path) from exc
+
+    def upload(
+        self,
+        data: FileInput,
+        *,
+        tags: str | Iterable[str],
+        name: str | None,
+        user_metadata: Mapping[str, Any] | None,
+        filename: str | None,
+    ) -> AssetCreated:
+        content, stored_as, _ = read_file_input(data, filename)
+        files, form = wire.upload_form(
+            content, stored_as, tags=tags, name=name, user_metadata=user_metadata
+        )
+        body = self._json("POST", "/api/assets", files=files, data=form)
+        return AssetCreated.model_validate(body)
+
+    def from_hash(
+        self,
+        hash: str,
+        *,
+        name: str | None,
+        tags: str | Iterable[str] | None,
+        user_metadata: Mapping[str, Any] | None,
+    ) -> AssetCreated:
+        body = wire.from_hash_body(hash, name=name, tags=tags, user_metadata=user_metadata)
+        data = self._json("POST", "/api/assets/from-hash", json=body)
+        return AssetCreated.model_validate(data)
+
+    def has_hash(self, hash: str) -> bool:
+        checked = wire.blake3_hash(hash)
+        try:
+            self._send("HEAD", f"/api/assets/hash/{_seg(checked)}")
+        except NotFoundError:
+            return False
+        return True
+
+    def update(
+        self, asset_id: str, *, name: str | None, user_metadata: Mapping[str, Any] | None
+    ) -> Asset:
+        aid = wire.asset_id(asset_id)
+        body = wire.update_body(name=name, user_metadata=user_metadata)
+        data = self._json("PUT", f"/api/assets/{aid}", json=body, idempotent=True)
+        return Asset.model_validate(data)
+
+    def delete(self, asset_id: str) -> None:
+        aid = wire.asset_id(asset_id)
+        self._send("DELETE", f"/api/assets/{aid}")
+
+    def tags(
+        self, *, prefix: str | None, limit: int | None, offset: int, order: str, include_zero: bool
+    ) -> AssetTagList:
+        params = wire.tags_params(
+            prefix=prefix, limit=limit, offset=offset, order=order, include_zero=include_zero
+        )
+        return AssetTagList.model_validate(self._json("GET", "/api/tags", params=params))
+
+    def add_tags(self, asset_id: str, tags: str | Iterable[str]) -> AssetTagsAdded:
+        aid = wire.asset_id(asset_id)
+        body = {"tags": wire.tag_list(tags)}
+        data = self._json("POST", f"/api/assets/{aid}/tags", json=body, idempotent=True)
+        return AssetTagsAdded.model_validate(data)
+
+    def remove_tags(self, asset_id: str, tags: str | Iterable[str]) -> AssetTagsRemoved:
+        aid = wire.asset_id(asset_id)
+        body = {"tags": wire.tag_list(tags)}
+        data = self._json("DELETE", f"/api/assets/{aid}/tags", json=body, idempotent=True)
+        return AssetTagsRemoved.model_validate(data)
 
 
 def _seg(value: str) -> str:
