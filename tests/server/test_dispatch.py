@@ -71,3 +71,36 @@ async def test_a_slot_is_given_back_when_the_job_is_not_written(
                 "/api/v1/jobs", json={"workflow": graphs.invert()}, headers={"Prefer": "wait=60"}
             )
             assert again.json()["status"] == "completed"
+
+
+async def test_a_jobs_event_writes_keep_their_order_and_coalesce_progress() -> None:
+    """The follower's writes run in the order they were added, off its path; a progress event
+    still waiting for its turn is replaced by the newest, and ``drain`` waits for all."""
+    import asyncio
+
+    from comfykit.server.services.dispatcher import _Writes
+
+    done: list[object] = []
+    gate = asyncio.Event()
+    writes = _Writes("job")
+
+    async def slow_first() -> None:
+        await gate.wait()
+        done.append("node-1")
+
+    async def step(name: str) -> None:
+        done.append(name)
+
+    async def progress(data: dict[str, int]) -> None:
+        done.append(("progress", data["value"]))
+
+    writes.add(slow_first)
+    for value in range(1, 101):  # all while the first write waits
+        writes.progress({"value": value}, progress)
+    writes.add(lambda: step("node-2"))
+    writes.progress({"value": 101}, progress)
+    await asyncio.sleep(0)
+    assert done == []  # nothing overtook the first write
+    gate.set()
+    await writes.drain()
+    assert done == ["node-1", ("progress", 100), "node-2", ("progress", 101)]

@@ -53,6 +53,8 @@ def is_json_media_type(content_type: str | None) -> bool:
 
 
 def _check_depth(text: str, limit: int) -> None:
+    if text.count("[") + text.count("{") <= limit:
+        return  # (brackets in strings included: the nesting cannot be deeper)
     depth = 0
     for match in _TOKENS.finditer(text):
         token = match.group()
@@ -108,7 +110,10 @@ def parse_json(raw: bytes, max_depth: int) -> Any:
             f"the body is nested deeper than {max_depth} levels (max_json_depth)",
             "max_json_depth", max_depth=max_depth,
         ) from None  # fmt: skip
-    check_json_value(value, max_depth=max_depth)
+    if "\\u" in text:
+        # a NUL or a lone surrogate can only come from an escape (a raw control character is
+        # a syntax error); the nesting and the numbers were checked above
+        check_json_value(value, max_depth=max_depth)
     return value
 
 

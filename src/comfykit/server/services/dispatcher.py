@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import copy
 import datetime as dt
 import errno
+import functools
 import logging
 import socket
 import time
@@ -95,6 +97,64 @@ class _Active:
     unconfirmed: bool = False
     #: When (``time.monotonic()``) this replica's lease on the job was taken or last renewed.
     leased_at: float | None = None
+
+
+class _Writes:
+    """A job's event writes and publications, in order, off its follow loop's path: the loop
+    goes on to the next event (and to the job's end) while they are written. A progress event
+    still waiting for its turn is replaced by a newer one (ComfyUI may send hundreds a
+    second)."""
+
+    def __init__(self, job_id: str) -> None:
+        self._job_id = job_id
+        self._steps: collections.deque[Callable[[], Awaitable[None]]] = collections.deque()
+        self._task: asyncio.Task[None] | None = None
+        self._progress: dict[str, Any] | None = None
+
+    def add(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step`` after the ones added before it."""
+        self._progress = None  # a waiting progress event is no longer the last one
+        self._steps.append(step)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def progress(
+        self, data: dict[str, Any], write: Callable[[dict[str, Any]], Awaitable[None]]
+    ) -> None:
+        """Write a progress event (``write(data)``), or update the last one added when it is
+        still waiting."""
+        if self._progress is not None:
+            self._progress.clear()
+            self._progress.update(data)
+            return
+        waiting = dict(data)
+
+        async def step() -> None:
+            if self._progress is waiting:
+                self._progress = None
+            await write(waiting)
+
+        self.add(step)
+        self._progress = waiting
+
+    async def _run(self) -> None:
+        while self._steps:
+            step = self._steps.popleft()
+            try:
+                await step()
+            except Exception:
+                log.exception("job %s: writing an event failed", self._job_id)
+
+    async def drain(self) -> None:
+        """Wait until everything added so far is written."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+
+    def cancel(self) -> None:
+        """Drop what is not written yet."""
+        self._steps.clear()
+        if self._task is not None:
+            self._task.cancel()
 
 
 class _Requeued(Exception):
@@ -658,13 +718,20 @@ class Dispatcher:
         # the output files ComfyUI reports are downloaded as soon as the prompt has succeeded,
         # alongside the SDK's read of the job's history; copy_outputs takes them
         prefetch = self.files.prefetch(row.id, self.clients[row.server_url or ""])
+        writes = _Writes(row.id)
         try:
-            await self._follow_events(row, handle, active, prefetch)
+            await self._follow_events(row, handle, active, prefetch, writes)
         finally:
+            writes.cancel()
             await prefetch.close()
 
     async def _follow_events(
-        self, row: JobRow, handle: AsyncJob, active: _Active, prefetch: OutputPrefetch
+        self,
+        row: JobRow,
+        handle: AsyncJob,
+        active: _Active,
+        prefetch: OutputPrefetch,
+        writes: _Writes,
     ) -> None:
         started = row.started_at is not None
         nodes = _Nodes(row.workflow or {})
@@ -691,12 +758,8 @@ class Dispatcher:
             elif isinstance(event, Executing):
                 nodes.executing(event.node)
                 if event.node is not None:
-                    data = {"job_id": row.id, "node": event.node, **nodes.fields()}
-                    event_id = await self.store.add_event_while_active(
-                        row.id, "node", data, utcnow()
-                    )
-                    if event_id is not None:
-                        self.hub.publish(JobEvent(row.id, "node", data, event_id))
+                    node = {"job_id": row.id, "node": event.node, **nodes.fields()}
+                    writes.add(functools.partial(self._node_event, row.id, node, utcnow()))
             if isinstance(event, Progress):
                 data = {
                     "job_id": row.id,
@@ -705,16 +768,7 @@ class Dispatcher:
                     "max": event.max,
                     **nodes.fields(),
                 }
-                fraction = event.value / event.max if event.max else None
-                updated, event_id = await self.store.update_job(
-                    row.id,
-                    {"progress": fraction},
-                    only_if_status=["queued", "processing"],
-                    event=("progress", data),
-                )
-                if updated is not None:
-                    current = updated
-                    self.hub.publish(JobEvent(row.id, "progress", data, event_id))
+                writes.progress(data, functools.partial(self._progress_event, row.id))
             elif isinstance(event, Executed):
                 prefetch.add(event.output)
             elif isinstance(event, ExecutionSuccess):
@@ -727,7 +781,9 @@ class Dispatcher:
                     "mime_type": event.mime_type,
                     "image": base64.b64encode(event.image).decode(),
                 }
-                self.hub.publish(JobEvent(row.id, "preview", data, None))
+                preview = JobEvent(row.id, "preview", data, None)
+                writes.add(functools.partial(self._publish, preview))
+        await writes.drain()  # the job's events are in the store before its end
         try:
             result = await handle.result()
         except JobInterrupted as exc:
@@ -792,6 +848,26 @@ class Dispatcher:
             timings["execution_ms"] = round(handle.execution_ms, 1)
         meta["timings"] = timings
         await self._finish(row, "completed", None, outputs=outputs, meta=meta, current=current)
+
+    async def _node_event(self, job_id: str, data: dict[str, Any], when: dt.datetime) -> None:
+        event_id = await self.store.add_event_while_active(job_id, "node", data, when)
+        if event_id is not None:
+            self.hub.publish(JobEvent(job_id, "node", data, event_id))
+
+    async def _progress_event(self, job_id: str, data: dict[str, Any]) -> None:
+        value, most = data["value"], data["max"]
+        fraction = value / most if most else None
+        updated, event_id = await self.store.update_job(
+            job_id,
+            {"progress": fraction},
+            only_if_status=["queued", "processing"],
+            event=("progress", data),
+        )
+        if updated is not None:
+            self.hub.publish(JobEvent(job_id, "progress", data, event_id))
+
+    async def _publish(self, event: JobEvent) -> None:
+        self.hub.publish(event)
 
     async def _commit_assets(self, row: JobRow, outputs: list[dict[str, Any]]) -> None:
         """Record a v2 job's stored outputs as its assets before it ends (a v1 job's are
