@@ -350,22 +350,46 @@ class Authenticator:
             )  # fmt: skip
         return who
 
-    async def _limit(self, bucket: str, response: Response) -> None:
-        """Count a request against ``bucket``'s rate limit (429 past it); its headers."""
-        for name, value in (await self.limiter.hit(bucket)).items():
-            response.headers[name] = value
+    async def admit(
+        self,
+        policy: Policy,
+        *,
+        authorization: str | None,
+        api_key: str | None,
+        client: str,
+    ) -> tuple[Principal, dict[str, str]]:
+        """Identify, rate-limit and authorize one caller of a route with ``policy``: the
+        :class:`Principal` and the ``RateLimit-*`` headers; 401, 403 or 429 as a
+        :class:`~comfykit.server.errors.ServiceError`. (Credentials are read only where the
+        route needs them.)"""
+        who = None
+        if self.required and not self._public(policy):
+            who = await self.identify(authorization, api_key)
+        headers: dict[str, str] = {}
+        if self.limiter.enabled:
+            bucket = who.rate_key if who is not None else f"ip:{client}"
+            headers = await self.limiter.hit(bucket)
+        return self._authorize(policy, who), headers
 
     def dependency(self, policy: Policy) -> Callable[..., Awaitable[Principal]]:
-        """The FastAPI dependency of a route with ``policy``: identify, rate-limit, authorize;
-        the caller's :class:`Principal`."""
+        """The FastAPI dependency of a route with ``policy``: identify, rate-limit, authorize
+        (:meth:`admit`); the caller's :class:`Principal`."""
+
+        async def admitted(
+            request: Request, response: Response, authorization: str | None, api_key: str | None
+        ) -> Principal:
+            who, headers = await self.admit(
+                policy, authorization=authorization, api_key=api_key,
+                client=request.client.host if request.client else "unknown",
+            )  # fmt: skip
+            for name, value in headers.items():
+                response.headers[name] = value
+            return who
 
         if not self.required or self._public(policy):
             # nobody is identified: no credentials to read (nor to document)
             async def open_guard(request: Request, response: Response) -> Principal:
-                if self.limiter.enabled:
-                    client = request.client.host if request.client else "unknown"
-                    await self._limit(f"ip:{client}", response)
-                return self._authorize(policy, None)
+                return await admitted(request, response, None, None)
 
             open_guard.__name__ = f"require_{policy.value}"
             return open_guard
@@ -376,11 +400,7 @@ class Authenticator:
             _bearer: BearerCredentials = None,  # declared for the OpenAPI security schemes
             api_key: ApiKeyCredentials = None,
         ) -> Principal:
-            who = await self.identify(request.headers.get("authorization"), api_key)
-            if self.limiter.enabled:
-                client = request.client.host if request.client else "unknown"
-                await self._limit(who.rate_key if who is not None else f"ip:{client}", response)
-            return self._authorize(policy, who)
+            return await admitted(request, response, request.headers.get("authorization"), api_key)
 
         guard.__name__ = f"require_{policy.value}"
         return guard

@@ -1,18 +1,22 @@
-"""``/api/v1/jobs``: ad-hoc workflows, listing, cancel, outputs, live events (SSE)."""
+"""``/api/v1/jobs``: ad-hoc workflows, listing, cancel, outputs, live events (SSE and a
+WebSocket)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, WebSocket
 from fastapi.responses import StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BeforeValidator
 
 from comfykit.server.auth import Policy, Principal
-from comfykit.server.events import JobEvent, follow, sse_frame
+from comfykit.server.errors import ServiceError
+from comfykit.server.events import TERMINAL_EVENTS, JobEvent, follow, sse_frame
 from comfykit.server.routers._common import (
     PreferHeader,
     base_path,
@@ -55,7 +59,6 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
     """The job routes of one service."""
     router = APIRouter(tags=["jobs"], route_class=route_class)
     jobs = state.jobs
-    store = state.store
     hub = state.hub
     user = Depends(state.auth.dependency(Policy.USER))
     adhoc = Depends(state.auth.dependency(Policy.ADHOC))
@@ -159,16 +162,8 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
         """Named events ``queued``, ``started``, ``progress``, ``preview``, ``completed``,
         ``failed``, ``cancelled`` with JSON data; resume with ``Last-Event-ID``."""
         await jobs.get(job_id, who)
-        try:
-            after = max(0, int(last_event_id)) if last_event_id else 0
-        except ValueError:
-            after = 0
-
-        async def stored(after: int) -> list[JobEvent]:
-            return [
-                JobEvent(job_id, ev.event, ev.data, ev.id)
-                for ev in await store.events_after(job_id, after)
-            ]
+        after = _event_id(last_event_id)
+        stored = _stored_events(state, job_id)
 
         async def stream() -> AsyncIterator[bytes]:
             yield b"retry: 2000\n\n"
@@ -181,7 +176,80 @@ def build(state: ServiceState, route_class: type[APIRoute]) -> APIRouter:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    @router.websocket("/api/v1/jobs/{job_id}/ws")
+    async def job_events_ws(
+        websocket: WebSocket,
+        job_id: str,
+        last_event_id: Annotated[str | None, Query()] = None,
+        access_token: Annotated[str | None, Query()] = None,
+    ) -> None:
+        """The events of ``/events`` over a WebSocket: one JSON text message per event
+        (``{"id", "event", "data"}``), closed (1000) after the terminal one; resume with
+        ``?last_event_id=``. Credentials as for every route, or ``?access_token=`` where a
+        client cannot set headers (a browser). A refusal closes the socket with 4000 + the
+        HTTP status (4401, 4403, 4404, 4429, 4503) and the error's message as the reason."""
+        await websocket.accept()
+        headers = websocket.headers
+        authorization = headers.get("authorization")
+        if authorization is None and access_token:
+            authorization = f"Bearer {access_token}"
+        try:
+            who, _ = await state.auth.admit(
+                Policy.USER, authorization=authorization, api_key=headers.get("x-api-key"),
+                client=websocket.client.host if websocket.client else "unknown",
+            )  # fmt: skip
+            await jobs.get(job_id, who)
+        except ServiceError as exc:
+            await websocket.close(code=4000 + exc.status_code, reason=exc.message[:120])
+            return
+        after = _event_id(last_event_id or headers.get("last-event-id"))
+        stored = _stored_events(state, job_id)
+
+        async def send() -> None:
+            async for item in follow(hub, job_id, stored, after=after, tick=_HEARTBEAT):
+                if item is None:
+                    continue
+                message = {"id": item.id, "event": item.event, "data": item.data}
+                await websocket.send_text(json.dumps(message, separators=(",", ":")))
+                if item.event in TERMINAL_EVENTS:
+                    return
+
+        async def hang_up() -> None:
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass  # the client has nothing to say; it may only close
+
+        sender = asyncio.ensure_future(send())
+        receiver = asyncio.ensure_future(hang_up())
+        try:
+            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sender, receiver):
+                task.cancel()
+            await asyncio.gather(sender, receiver, return_exceptions=True)
+        if sender.done() and not sender.cancelled() and sender.exception() is None:
+            await websocket.close(code=1000)
+
     return router
+
+
+def _event_id(value: str | None) -> int:
+    """The event id to resume after (``Last-Event-ID``): 0 when absent or not a number."""
+    try:
+        return max(0, int(value)) if value else 0
+    except ValueError:
+        return 0
+
+
+def _stored_events(state: ServiceState, job_id: str) -> Callable[[int], Awaitable[list[JobEvent]]]:
+    """How :func:`~comfykit.server.events.follow` reads a job's stored events."""
+
+    async def stored(after: int) -> list[JobEvent]:
+        return [
+            JobEvent(job_id, ev.event, ev.data, ev.id)
+            for ev in await state.store.events_after(job_id, after)
+        ]
+
+    return stored
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
