@@ -698,3 +698,45 @@ async def test_a_mounted_router_links_under_its_prefix(tmp_path: Path, comfyui_u
             ).status_code == 200
             missing = await http.get("/comfy/api/v2/jobs/nope")
             assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+async def test_a_text_output_is_an_asset(v2: tuple[httpx.AsyncClient, ServiceState]) -> None:
+    """A node's text output (PreviewAny) is one of the job's outputs, ``type: text``, whose
+    content is the text; nothing a job made is dropped."""
+    http, _ = v2
+    value = 424242
+    job = check(
+        await http.post("/api/v2/jobs", json={"workflow": graphs.sleep(0.05, value=value)})
+    ).json()
+    done = await wait_v2(http, job["id"])
+    assert done["status"] == "succeeded", done
+    (output,) = done["outputs"]
+    assert output["type"] == "text" and output["node_id"] == "3", output
+    assert output["content_type"].startswith("text/plain")
+    content = check(await http.get(output["url"]))
+    assert content.status_code == 200 and content.text == str(value)
+    assert output["size_bytes"] == len(str(value))
+    asset = check(await http.get(f"/api/v2/assets/{output['id']}")).json()
+    assert asset["id"] == output["id"]
+
+
+async def test_a_v1_jobs_outputs_become_assets_when_read_through_v2(
+    v2: tuple[httpx.AsyncClient, ServiceState],
+) -> None:
+    """A job of ``/api/v1`` records its outputs (files and texts) as assets when it is first
+    read through ``/api/v2``, with the same ids every time."""
+    http, state = v2
+    job = (
+        await http.post(
+            "/api/v1/jobs", json={"workflow": graphs.invert()}, headers={"Prefer": "wait=60"}
+        )
+    ).json()
+    assert job["status"] == "completed"
+    assert await state.store.assets_of_job(job["job_id"]) == []  # not on the job's path
+    first = check(await http.get(f"/api/v2/jobs/{job['job_id']}")).json()
+    (output,) = first["outputs"]
+    assert output["type"] == "image" and output["content_type"] == "image/png"
+    again = check(await http.get(f"/api/v2/jobs/{job['job_id']}")).json()
+    assert again["outputs"] == first["outputs"]
+    content = check(await http.get(output["url"]))
+    assert content.content == (await http.get(job["images"][0]["url"])).content

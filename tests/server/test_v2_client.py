@@ -105,6 +105,15 @@ async def test_uploaded_image_runs_as_an_asset_and_the_output_downloads(
         assert len((await follow.result(timeout=30)).images) == 1
 
 
+async def test_a_text_output_is_a_text_file(service: str) -> None:
+    async with AsyncComfyClient(service, api="v2") as comfy:
+        result = await comfy.run(graphs.sleep(0.05, value=777), timeout=60)
+        [text] = result.files
+        assert text.node_id == "3" and text.filename == "3_text_0.txt"
+        assert (await text.read()).decode() == "777"
+        assert result.images == [] and result.text == {}
+
+
 async def test_model_free_graph_and_its_events(service: str) -> None:
     async with AsyncComfyClient(service, api="v2") as comfy:
         result = await comfy.run(graphs.invert(0x102030), timeout=60)

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,18 @@ def _file_hash(path: Path) -> str:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
             hasher.update(chunk)
     return hasher.hexdigest()
+
+
+#: The content type of a job's text output recorded as an asset.
+TEXT_TYPE = "text/plain; charset=utf-8"
+
+
+def text_outputs(meta: Mapping[str, Any] | None) -> dict[str, list[str]]:
+    """A job's text outputs (``metadata.text``: node id -> texts), each a list of strings."""
+    found = (meta or {}).get("text")
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): [str(t) for t in v] for k, v in found.items() if isinstance(v, list)}
 
 
 def output_asset_id(job_id: str, index: int) -> str:
@@ -198,13 +210,49 @@ class BlobStore:
         return stored
 
     async def commit_outputs(
-        self, job: JobRow, outputs: Sequence[dict[str, Any]]
+        self,
+        job: JobRow,
+        outputs: Sequence[dict[str, Any]],
+        texts: Mapping[str, Sequence[str]] | None = None,
     ) -> list[AssetRow]:
         """Record a finished job's stored outputs as assets of its owner (ids derived from the
         job id and output index, so recording twice changes nothing); they expire with the
-        job's retention."""
-        if not outputs:
+        job's retention. ``texts`` (a node's text outputs, by node id) become ``text/plain``
+        assets after the files (nothing a job made is dropped)."""
+        items = [*await self._file_outputs(job, outputs), *self._text_outputs(job, outputs, texts)]
+        if not items:
             return []
+        return [a for a, _ in await self.store.mint(items, keep_existing=True)]
+
+    def _text_outputs(
+        self,
+        job: JobRow,
+        outputs: Sequence[dict[str, Any]],
+        texts: Mapping[str, Sequence[str]] | None,
+    ) -> list[Mint]:
+        now = utcnow()
+        deadline = self.retention_deadline(now)
+        index = len(outputs)
+        items = []
+        for node, values in (texts or {}).items():
+            for position, value in enumerate(values):
+                data = str(value).encode("utf-8", "replace")
+                digest = blob_hash(data)
+                blob = BlobRow(
+                    hash=digest, size=len(data), content_type=TEXT_TYPE,
+                    stored_name=f"blobs/{digest[:2]}/{digest}", created_at=now,
+                )  # fmt: skip
+                asset = AssetRow(
+                    id=output_asset_id(job.id, index), blob_hash=digest, owner=job.owner,
+                    file_path=f"{node}_text_{position}.txt"[:1024], content_type=TEXT_TYPE,
+                    tags=["output"], job_id=job.id, node_id=str(node)[:200],
+                    output_index=index, created_at=now, expires_at=deadline,
+                )  # fmt: skip
+                items.append(Mint(asset, blob, self._writer(digest, data, None)))
+                index += 1
+        return items
+
+    async def _file_outputs(self, job: JobRow, outputs: Sequence[dict[str, Any]]) -> list[Mint]:
         now = utcnow()
         deadline = self.retention_deadline(now)
         items = []
@@ -229,7 +277,7 @@ class BlobStore:
                 created_at=now, expires_at=deadline,
             )  # fmt: skip
             items.append(Mint(asset, blob, self._linker(digest, source)))
-        return [a for a, _ in await self.store.mint(items, keep_existing=True)]
+        return items
 
     async def input_file(self, asset_id: str) -> tuple[Path, str]:
         """The file of an asset a job uses as an input, and the name ComfyUI gets it under

@@ -52,6 +52,7 @@ from comfykit.graph import NodeCatalog
 from comfykit.server.events import EventHub, JobEvent, within
 from comfykit.server.paths import UnsafePathError, safe_relative_path, scrub_paths
 from comfykit.server.redact import redact
+from comfykit.server.services.blobs import text_outputs
 from comfykit.server.services.files import StorageError
 from comfykit.server.store import FINISHED, JobRow, Store, ref_asset_id, utcnow
 from comfykit.server.webhooks import deliveries_for
@@ -809,8 +810,6 @@ class Dispatcher:
         files = [f for f in result.files if f.type == "output"] or list(result.files)
         try:
             outputs = await self.files.copy_outputs(row.id, files, prefetch)
-            if (row.meta or {}).get("api") == "v2":  # its outputs are assets when it ends
-                await self._commit_assets(row, outputs)
         except UnsafePathError as exc:
             await prefetch.close()  # nothing of the job is left before it ends
             log.warning("job %s: refused an output of ComfyUI: %s", row.id, exc)
@@ -847,6 +846,8 @@ class Dispatcher:
         if handle.execution_ms is not None:
             timings["execution_ms"] = round(handle.execution_ms, 1)
         meta["timings"] = timings
+        if meta.get("api") == "v2":  # its outputs (files and texts) are assets when it ends
+            await self._commit_assets(row, outputs, text_outputs(meta))
         await self._finish(row, "completed", None, outputs=outputs, meta=meta, current=current)
 
     async def _node_event(self, job_id: str, data: dict[str, Any], when: dt.datetime) -> None:
@@ -869,14 +870,16 @@ class Dispatcher:
     async def _publish(self, event: JobEvent) -> None:
         self.hub.publish(event)
 
-    async def _commit_assets(self, row: JobRow, outputs: list[dict[str, Any]]) -> None:
+    async def _commit_assets(
+        self, row: JobRow, outputs: list[dict[str, Any]], texts: dict[str, list[str]]
+    ) -> None:
         """Record a v2 job's stored outputs as its assets before it ends (a v1 job's are
         recorded when it is first read through ``/api/v2``). A failure is logged, not the
         job's: they are recorded again when the job is read."""
         if self.blobs is None:
             return
         try:
-            await self.blobs.commit_outputs(row, outputs)
+            await self.blobs.commit_outputs(row, outputs, texts)
         except Exception:
             log.exception("job %s: recording its outputs as assets failed", row.id)
 

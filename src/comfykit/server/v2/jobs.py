@@ -24,7 +24,7 @@ from comfykit.graph.ui_format import is_api_prompt, is_ui_workflow, ui_to_api
 from comfykit.server.errors import ServiceError
 from comfykit.server.events import TERMINAL_EVENTS, JobEvent, follow
 from comfykit.server.paths import scrub_paths
-from comfykit.server.services.blobs import HASH_PREFIX
+from comfykit.server.services.blobs import HASH_PREFIX, text_outputs
 from comfykit.server.store import FINISHED, IdempotencyKeyReused, JobEventRow, JobRow, utcnow
 from comfykit.server.v2.assets import AssetService, idempotency_claim
 from comfykit.server.v2.errors import v2_error
@@ -238,9 +238,10 @@ class V2Jobs:
     async def outputs(self, row: JobRow, origin: str) -> list[Output]:
         """A succeeded job's outputs as assets (recorded now if the dispatcher could not)."""
         found = await self.store.assets_of_job(row.id)
-        if len(found) < len(row.outputs or []):
+        texts = text_outputs(row.meta)
+        if len(found) < len(row.outputs or []) + sum(len(t) for t in texts.values()):
             try:
-                await self.blobs.commit_outputs(row, row.outputs)
+                await self.blobs.commit_outputs(row, row.outputs or [], texts)
             except Exception:
                 # files retention removed, or a storage fault: what is recorded is the answer
                 pass
