@@ -555,9 +555,11 @@ async def test_the_event_stream(v2: tuple[httpx.AsyncClient, ServiceState]) -> N
     assert len(progress) < sum(1 for e in stored if e.event == "progress")  # throttled
     step = next(p for p in progress if p["steps"])
     assert step["current_node_class"] == "TestSleep" and step["message"].startswith("TestSleep ")
-    # a finished job's stream: its terminal status, then the end
+    # a finished job's stream: its outputs (here PreviewAny's text), its terminal status, the end
     after = parse_sse(check(await http.get(job["urls"]["events"])).text)
-    assert [f["event"] for f in after] == ["status"] and after[0]["data"]["status"] == "succeeded"
+    assert [f["event"] for f in after] == ["output", "status"], after
+    assert after[0]["data"]["type"] == "text" and after[0]["data"]["node_id"] == "3"
+    assert after[1]["data"]["status"] == "succeeded"
 
 
 async def test_cancel_queued_and_running_jobs(
