@@ -493,9 +493,6 @@ class Dispatcher:
         active = self._active.setdefault(row.id, _Active(row.id, url))
         active.task = asyncio.current_task()
         try:
-            if not reattach and active.leased_at is None:  # a claim without its lease
-                await self.store.lease(row.id, self.replica_id, self.settings.lease_seconds)
-                active.leased_at = time.monotonic()
             await self._drive(row, active, reattach)
         except asyncio.CancelledError:
             raise

@@ -87,13 +87,3 @@ class LeaseQueries:
             rows = list((await s.execute(query)).scalars())
         rows.sort(key=lambda r: r.seq)
         return rows
-
-    async def lease(self, job_id: str, owner: str, seconds: float) -> None:
-        """Lease a job this replica has just claimed."""
-        query = (
-            update(JobRow)
-            .where(JobRow.id == job_id)
-            .values(lease_owner=owner, lease_expires_at=utcnow() + dt.timedelta(seconds=seconds))
-        )
-        async with self._session() as s, s.begin():
-            await s.execute(query)
